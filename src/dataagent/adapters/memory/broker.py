@@ -1,0 +1,144 @@
+"""The in-process run broker: one process owns every run, so control and events stay in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dataagent.application.ports import ControlHandler, RunControl
+from dataagent.application.streams import Subscription
+from dataagent.domain.events import EventType, RunEvent
+
+SWEEP_INTERVAL_S = 30.0
+
+
+def _seq_base() -> int:
+    """The first seq of a session's channel: above any seq a previous process could have issued.
+
+    A new channel starts at (unix time in ms) * 1000, so a restart never reuses a value unless the
+    previous process sustained more than 1000 events per millisecond in that session.
+    """
+    return int(time.time() * 1000) * 1000
+
+
+@dataclass(slots=True)
+class _Channel:
+    seq: int
+    held: deque[RunEvent]
+    subscribers: set[Subscription] = field(default_factory=set)
+    active_run: str | None = None
+    run_start_seq: int | None = None
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class InMemoryRunBroker:
+    """Numbers and fans out a session's events, holds the last `replay_events` of them for replay.
+
+    A channel with no subscriber and no active run is forgotten `replay_ttl_s` after its last event.
+    """
+
+    def __init__(self, replay_events: int = 1000, replay_ttl_s: float = 600.0) -> None:
+        self._replay_events = replay_events
+        self._replay_ttl_s = replay_ttl_s
+        self._channels: dict[str, _Channel] = {}
+        self._handler: ControlHandler | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def _channel(self, session_id: str) -> _Channel:
+        channel = self._channels.get(session_id)
+        if channel is None:
+            channel = _Channel(_seq_base(), deque(maxlen=self._replay_events))
+            self._channels[session_id] = channel
+        return channel
+
+    def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
+        channel = self._channel(session_id)
+        channel.seq += 1
+        event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
+        channel.held.append(event)
+        channel.last_used = time.monotonic()
+        if event_type == EventType.RUN_STARTED:
+            channel.run_start_seq = event.seq
+        for subscriber in tuple(channel.subscribers):
+            subscriber.put(event)
+        return event
+
+    async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
+        channel = self._channel(session_id)
+        replayed, recovered = self._replay(channel, after_seq)
+        subscription = Subscription(replayed, recovered, maxsize, on_close=channel.subscribers.discard)
+        channel.subscribers.add(subscription)
+        return subscription
+
+    @staticmethod
+    def _replay(channel: _Channel, after_seq: int | None) -> tuple[list[RunEvent], bool]:
+        if after_seq is None:
+            if channel.active_run is None or channel.run_start_seq is None:
+                return [], True
+            after_seq = channel.run_start_seq - 1
+        if after_seq > channel.seq:
+            return [], False  # a seq this process never issued: from before a restart
+        held = [e for e in channel.held if e.seq > after_seq]
+        complete = after_seq == channel.seq or (bool(held) and held[0].seq == after_seq + 1)
+        return held, complete
+
+    async def last_seq(self, session_id: str) -> int:
+        return self._channel(session_id).seq
+
+    async def claim_run(self, session_id: str, run_id: str) -> bool:
+        channel = self._channel(session_id)
+        if channel.active_run is not None:
+            return False
+        channel.active_run = run_id
+        return True
+
+    async def release_run(self, session_id: str, run_id: str) -> None:
+        channel = self._channels.get(session_id)
+        if channel is not None and channel.active_run == run_id:
+            channel.active_run = None
+
+    async def active_run(self, session_id: str) -> str | None:
+        channel = self._channels.get(session_id)
+        return channel.active_run if channel else None
+
+    async def send_control(self, control: RunControl) -> None:
+        if self._handler is not None:
+            await self._handler(control)
+
+    def on_control(self, handler: ControlHandler) -> None:
+        self._handler = handler
+
+    async def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="broker-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def ping(self) -> None:
+        return None
+
+    def forget_idle(self, now: float | None = None) -> int:
+        """Drop channels nobody watches, with no active run, idle longer than the replay TTL."""
+        now = time.monotonic() if now is None else now
+        stale = [
+            sid for sid, c in self._channels.items()
+            if not c.subscribers and c.active_run is None and now - c.last_used > self._replay_ttl_s
+        ]
+        for sid in stale:
+            del self._channels[sid]
+        return len(stale)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            self.forget_idle()

@@ -1,0 +1,149 @@
+"""The embedded in-memory session store: the default product adapter (one process, nothing on disk).
+
+Every method runs without an await between its reads and writes, so each is atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from dataagent.domain.approvals import Decision, InterruptRecord
+from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, Session
+
+
+@dataclass(slots=True)
+class _Entry:
+    session: Session
+    messages: list[Message] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)  # message_id -> position
+    interrupts: dict[str, InterruptRecord] = field(default_factory=dict)
+
+
+class InMemorySessionRepository:
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+
+    @staticmethod
+    def _copy(session: Session) -> Session:
+        return replace(
+            session,
+            metadata=copy.deepcopy(session.metadata),
+            pending_interrupt=copy.deepcopy(session.pending_interrupt),
+        )
+
+    async def get_or_create_session(self, session: Session) -> tuple[Session, bool]:
+        entry = self._entries.get(session.session_id)
+        if entry is not None:
+            return self._copy(entry.session), False
+        self._entries[session.session_id] = _Entry(self._copy(session))
+        return self._copy(session), True
+
+    async def get_session(self, session_id: str) -> Session | None:
+        entry = self._entries.get(session_id)
+        return self._copy(entry.session) if entry else None
+
+    async def list_sessions(self, user_id: str, limit: int, offset: int) -> tuple[list[Session], int]:
+        owned = [e.session for e in self._entries.values() if e.session.user_id == user_id]
+        owned.sort(key=lambda s: (s.last_active, s.session_id), reverse=True)
+        return [self._copy(s) for s in owned[offset : offset + limit]], len(owned)
+
+    async def set_run_state(
+        self,
+        session_id: str,
+        *,
+        active_run_id: str | None,
+        pending_interrupt: dict[str, Any] | None,
+        touched_at: datetime | None = None,
+    ) -> None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return
+        entry.session.active_run_id = active_run_id
+        entry.session.pending_interrupt = copy.deepcopy(pending_interrupt)
+        if touched_at is not None:
+            entry.session.last_active = max(entry.session.last_active, touched_at)
+
+    async def delete_session(self, session_id: str) -> bool:
+        return self._entries.pop(session_id, None) is not None
+
+    async def append_message(self, message: Message) -> Message:
+        entry = self._entries.get(message.session_id)
+        if entry is None:
+            raise SessionNotFoundError()
+        stored = replace(message, position=len(entry.messages), metadata=copy.deepcopy(message.metadata))
+        entry.messages.append(stored)
+        entry.index[stored.message_id] = stored.position
+        entry.session.message_count = len(entry.messages)
+        entry.session.last_active = max(entry.session.last_active, stored.created_at)
+        return stored
+
+    async def get_message(self, session_id: str, message_id: str) -> Message | None:
+        entry = self._entries.get(session_id)
+        if entry is None or message_id not in entry.index:
+            return None
+        return entry.messages[entry.index[message_id]]
+
+    async def list_messages(self, session_id: str, query: MessagePageQuery) -> MessagePage:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            raise SessionNotFoundError()
+        total = len(entry.messages)
+        if query.after is not None:
+            start = self._position(entry, query.after) + 1
+            end = min(total, start + query.limit)
+            return MessagePage(entry.messages[start:end], total, end < total)
+        if query.before is not None:
+            end = self._position(entry, query.before)
+            start = max(0, end - query.limit)
+            return MessagePage(entry.messages[start:end], total, start > 0)
+        start = query.offset
+        end = min(total, start + query.limit)
+        return MessagePage(entry.messages[start:end], total, end < total)
+
+    @staticmethod
+    def _position(entry: _Entry, message_id: str) -> int:
+        position = entry.index.get(message_id)
+        if position is None:
+            raise MessageNotFoundError(details={"message_id": message_id})
+        return position
+
+    async def save_interrupt(self, record: InterruptRecord) -> None:
+        entry = self._entries.get(record.request.session_id)
+        if entry is None:
+            raise SessionNotFoundError()
+        entry.interrupts[record.request.interrupt_id] = InterruptRecord(record.request)
+
+    async def get_interrupt(self, session_id: str, interrupt_id: str) -> InterruptRecord | None:
+        entry = self._entries.get(session_id)
+        record = entry.interrupts.get(interrupt_id) if entry else None
+        return replace(record) if record else None
+
+    async def resolve_interrupt(
+        self, session_id: str, interrupt_id: str, decision: Decision, decided_at: datetime
+    ) -> bool:
+        entry = self._entries.get(session_id)
+        record = entry.interrupts.get(interrupt_id) if entry else None
+        if record is None or record.decision is not None:
+            return False
+        record.decision = decision
+        record.decided_at = decided_at
+        return True
+
+    async def delete_idle_sessions(self, idle_before: datetime, limit: int) -> list[str]:
+        idle = [
+            sid for sid, e in self._entries.items()
+            if e.session.last_active < idle_before and e.session.active_run_id is None
+        ][:limit]
+        for sid in idle:
+            del self._entries[sid]
+        return idle
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

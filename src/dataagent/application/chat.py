@@ -1,0 +1,198 @@
+"""ChatService: ask a question (streamed or waited for), cancel an answer, decide an approval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
+from dataagent.application.runs import RunManager
+from dataagent.application.streams import Subscription
+from dataagent.domain.approvals import Decision
+from dataagent.domain.errors import (
+    DecisionConflictError,
+    InterruptNotFoundError,
+    InvalidInputError,
+    SessionNotFoundError,
+)
+from dataagent.domain.events import EventType, RunEvent
+from dataagent.domain.models import ChatRun, Session, title_from, validate_session_id
+
+SYNC_BUFFER_EVENTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    max_message_chars: int = 32000
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What a waited-for run returns: its end, or the approval it waits for."""
+
+    session_id: str
+    run_id: str
+    status: str
+    content: str
+    message_id: str | None
+    events: list[RunEvent] = field(default_factory=list)
+
+
+class ChatService:
+    def __init__(
+        self,
+        repository: SessionRepository,
+        broker: RunBroker,
+        runs: RunManager,
+        clock: Clock,
+        ids: IdGenerator,
+        settings: ChatSettings | None = None,
+    ) -> None:
+        self._repo = repository
+        self._broker = broker
+        self._runs = runs
+        self._clock = clock
+        self._ids = ids
+        self._settings = settings or ChatSettings()
+
+    # -- sessions as seen by one principal ------------------------------------------------------
+
+    async def owned_session(self, principal: str, session_id: str) -> Session:
+        """The principal's session; SessionNotFoundError if missing or someone else's."""
+        session = await self._repo.get_session(session_id)
+        if session is None or not session.is_owned_by(principal):
+            raise SessionNotFoundError()
+        return session
+
+    async def open_session(self, principal: str, session_id: str | None, question: str) -> Session:
+        """The principal's session with this id, created if nobody uses the id (a new id if None)."""
+        sid = validate_session_id(session_id) if session_id is not None else self._ids.new_id("s")
+        now = self._clock.now()
+        session, _ = await self._repo.get_or_create_session(
+            Session(sid, principal, title_from(question), now, now)
+        )
+        if not session.is_owned_by(principal):
+            raise SessionNotFoundError()
+        return session
+
+    def validate_message(self, message: Any) -> str:
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidInputError("message must be a non-empty string")
+        if len(message) > self._settings.max_message_chars:
+            raise InvalidInputError(
+                f"message is longer than {self._settings.max_message_chars} characters",
+                details={"max_chars": self._settings.max_message_chars, "length": len(message)},
+            )
+        return message
+
+    # -- use cases --------------------------------------------------------------------------------
+
+    async def start(
+        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> ChatRun:
+        """Start a run and return at once; its events go to the session's subscribers."""
+        question = self.validate_message(message)
+        session = await self.open_session(principal, session_id, question)
+        return await self._runs.start_run(session, question, metadata or {})
+
+    async def chat(
+        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> RunOutcome:
+        """Start a run and wait until it ends or awaits an approval."""
+        question = self.validate_message(message)
+        session = await self.open_session(principal, session_id, question)
+        sid = session.session_id
+        subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
+        try:
+            run = await self._runs.start_run(session, question, metadata or {})
+            return await self._collect(subscription, sid, run.run_id)
+        finally:
+            subscription.close()
+
+    async def cancel(self, principal: str, session_id: str, run_id: str | None = None) -> str:
+        """Cancel the session's active run; NoActiveRunError if none (or not `run_id`)."""
+        await self.owned_session(principal, session_id)
+        return await self._runs.cancel(session_id, run_id)
+
+    async def decide(
+        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+    ) -> str:
+        """Deliver a decision on a pending approval to its run; returns the run id."""
+        session = await self.owned_session(principal, session_id)
+        decision = self._one_decision(raw_decisions)
+        if interrupt_id is None:
+            pending = session.pending_interrupt
+            if not pending:
+                raise InterruptNotFoundError("No approval is pending in this session")
+            interrupt_id = str(pending["interrupt_id"])
+        record = await self._repo.get_interrupt(session_id, interrupt_id)
+        if record is None:
+            raise InterruptNotFoundError()
+        if record.decision is not None:
+            raise DecisionConflictError(details={"decision": record.decision.as_dict()})
+        if decision.type.value not in record.request.allowed_decisions:
+            raise InvalidInputError(f"decision {decision.type.value!r} is not allowed here")
+        run_id = record.request.run_id
+        if await self._broker.active_run(session_id) != run_id:
+            raise DecisionConflictError("The run that asked for this approval is no longer running")
+        if not await self._repo.resolve_interrupt(session_id, interrupt_id, decision, self._clock.now()):
+            raise DecisionConflictError()
+        await self._broker.send_control(
+            RunControl("decision", session_id, run_id, interrupt_id=interrupt_id, decision=decision)
+        )
+        return run_id
+
+    async def decide_and_wait(
+        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+    ) -> RunOutcome:
+        """Decide, then wait like `chat` for the continued run; events are those after the decision."""
+        subscription = await self._broker.subscribe(
+            session_id, await self._broker.last_seq(session_id), SYNC_BUFFER_EVENTS
+        )
+        try:
+            run_id = await self.decide(principal, session_id, interrupt_id, raw_decisions)
+            return await self._collect(subscription, session_id, run_id)
+        finally:
+            subscription.close()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _one_decision(raw_decisions: Any) -> Decision:
+        if not isinstance(raw_decisions, list) or len(raw_decisions) != 1 or not isinstance(raw_decisions[0], dict):
+            raise InvalidInputError("decisions must be a list of exactly one decision")
+        return Decision.parse(raw_decisions[0])
+
+    async def _collect(self, subscription: Subscription, session_id: str, run_id: str) -> RunOutcome:
+        events: list[RunEvent] = []
+        text: list[str] = []
+        for event in subscription.replayed:
+            if self._take(event, run_id, events, text):
+                return await self._outcome(session_id, run_id, events, text)
+        while True:
+            for event in await subscription.get_batch():
+                if self._take(event, run_id, events, text):
+                    return await self._outcome(session_id, run_id, events, text)
+
+    @staticmethod
+    def _take(event: RunEvent, run_id: str, events: list[RunEvent], text: list[str]) -> bool:
+        """Collect one event of the run; True when the run ended or awaits approval."""
+        if event.run_id != run_id:
+            return False
+        events.append(event)
+        if event.event_type == EventType.TEXT:
+            text.append(event.data["content"])
+        return event.event_type in (EventType.DONE, EventType.HITL)
+
+    async def _outcome(self, session_id: str, run_id: str, events: list[RunEvent], text: list[str]) -> RunOutcome:
+        last = events[-1]
+        if last.event_type == EventType.HITL:
+            content = self._runs.live_content(run_id)
+            return RunOutcome(session_id, run_id, "awaiting_approval",
+                              content if content is not None else "".join(text), None, events)
+        message_id = last.data.get("message_id")
+        content = "".join(text)
+        if message_id:
+            stored = await self._repo.get_message(session_id, message_id)
+            content = stored.content if stored else content
+        return RunOutcome(session_id, run_id, last.data["status"], content, message_id, events)

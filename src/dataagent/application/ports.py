@@ -1,0 +1,184 @@
+"""Ports: what the core needs from the outside world. Adapters implement these Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from dataagent.application.streams import Subscription
+from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
+from dataagent.domain.events import AgentOutput, RunEvent
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, Session
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self, prefix: str) -> str:
+        """A fresh unique id starting with `prefix` (only [A-Za-z0-9_-])."""
+        ...
+
+
+class SessionRepository(Protocol):
+    """Sessions, their messages and their approval records. Each method is atomic on its own."""
+
+    async def get_or_create_session(self, session: Session) -> tuple[Session, bool]:
+        """Return the stored session with this id, or store `session`; the bool says it was created."""
+        ...
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """The session, or None."""
+        ...
+
+    async def list_sessions(self, user_id: str, limit: int, offset: int) -> tuple[list[Session], int]:
+        """A page of the principal's sessions, most recently active first, and their total."""
+        ...
+
+    async def set_run_state(
+        self,
+        session_id: str,
+        *,
+        active_run_id: str | None,
+        pending_interrupt: dict[str, Any] | None,
+        touched_at: datetime | None = None,
+    ) -> None:
+        """Record the session's active run and pending approval; `touched_at` moves last_active."""
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete the session with its messages and approvals; False if it did not exist."""
+        ...
+
+    async def append_message(self, message: Message) -> Message:
+        """Append at the session's next position (gap-free); bump message_count and last_active."""
+        ...
+
+    async def get_message(self, session_id: str, message_id: str) -> Message | None:
+        """One message of the session, or None."""
+        ...
+
+    async def list_messages(self, session_id: str, query: MessagePageQuery) -> MessagePage:
+        """A page of the session's history, oldest first; MessageNotFoundError for an unknown cursor."""
+        ...
+
+    async def save_interrupt(self, record: InterruptRecord) -> None:
+        """Store a new, undecided approval request."""
+        ...
+
+    async def get_interrupt(self, session_id: str, interrupt_id: str) -> InterruptRecord | None:
+        """The approval record of the session, or None."""
+        ...
+
+    async def resolve_interrupt(
+        self, session_id: str, interrupt_id: str, decision: Decision, decided_at: datetime
+    ) -> bool:
+        """Record the decision if the interrupt is still undecided (compare-and-set); True if it won."""
+        ...
+
+    async def delete_idle_sessions(self, idle_before: datetime, limit: int) -> list[str]:
+        """Delete up to `limit` sessions idle since before `idle_before` with no active run."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError if the store cannot be reached."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What an engine gets for one run."""
+
+    session_id: str
+    run_id: str
+    question: str
+    metadata: dict[str, Any]
+    request_approval: Callable[[ApprovalAction], Awaitable[Decision]]
+    load_history: Callable[[int], Awaitable[list[Message]]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentEngine(Protocol):
+    """Produces one answer as a stream of AgentOutput; may await approvals through the context."""
+
+    name: str
+
+    def stream(self, ctx: RunContext) -> AsyncIterator[AgentOutput]:
+        """Yield the run's outputs; cancellation may arrive at any await."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients and pools."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunControl:
+    """A command for the process that owns a run: cancel it, or deliver an approval decision."""
+
+    kind: str  # "cancel" | "decision"
+    session_id: str
+    run_id: str
+    reason: str = "user"
+    interrupt_id: str | None = None
+    decision: Decision | None = None
+
+
+ControlHandler = Callable[[RunControl], Awaitable[None]]
+
+
+class RunBroker(Protocol):
+    """Numbers, holds and fans out a session's events; routes control to a run's owner; one run per session."""
+
+    def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
+        """Give the event the session's next seq, hold it for replay and deliver it to subscribers."""
+        ...
+
+    async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
+        """Held events after `after_seq` (None: from the active run's start), then live events."""
+        ...
+
+    async def last_seq(self, session_id: str) -> int:
+        """The seq of the session's latest event (0 if none)."""
+        ...
+
+    async def claim_run(self, session_id: str, run_id: str) -> bool:
+        """Make `run_id` the session's one active run, owned by this process; False if another runs."""
+        ...
+
+    async def release_run(self, session_id: str, run_id: str) -> None:
+        """End the claim of `run_id` on the session (no-op if it is not the claimant)."""
+        ...
+
+    async def active_run(self, session_id: str) -> str | None:
+        """The session's active run id, wherever it runs."""
+        ...
+
+    async def send_control(self, control: RunControl) -> None:
+        """Deliver `control` to the process that owns the run."""
+        ...
+
+    def on_control(self, handler: ControlHandler) -> None:
+        """Register the handler that receives control for runs this process owns."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and start background work."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work and release connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise BrokerUnavailableError if the broker cannot be reached."""
+        ...

@@ -1,0 +1,387 @@
+"""RunManager: owns the runs of this process as tasks, their cancellation, approvals and events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from dataagent.application.ports import (
+    AgentEngine,
+    Clock,
+    IdGenerator,
+    RunBroker,
+    RunContext,
+    RunControl,
+    SessionRepository,
+)
+from dataagent.domain.approvals import (
+    ApprovalAction,
+    ApprovalRequest,
+    Decision,
+    DecisionSource,
+    DecisionType,
+    InterruptRecord,
+)
+from dataagent.domain.errors import (
+    AgentFailedError,
+    DataAgentError,
+    NoActiveRunError,
+    RunInProgressError,
+)
+from dataagent.domain.events import (
+    AgentOutput,
+    EventType,
+    TextDelta,
+    ToolCallRequested,
+    ToolCompleted,
+    UsageReported,
+)
+from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunStatus, Session
+
+log = logging.getLogger("dataagent.runs")
+
+CANCEL_WAIT_S = 5.0
+FINAL_WRITE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    hitl_timeout_s: float = 300.0
+    history_limit: int = 50
+
+
+@dataclass(slots=True)
+class _PendingApproval:
+    request: ApprovalRequest
+    future: asyncio.Future[Decision]
+    published: bool = False
+
+
+@dataclass(slots=True)
+class _LiveRun:
+    run: ChatRun
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    pending: _PendingApproval | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RunManager:
+    """Starts runs as tasks it owns; cancels them at the engine's next await; ends each exactly once."""
+
+    def __init__(
+        self,
+        repository: SessionRepository,
+        broker: RunBroker,
+        engine: AgentEngine,
+        clock: Clock,
+        ids: IdGenerator,
+        settings: RunSettings | None = None,
+    ) -> None:
+        self._repo = repository
+        self._broker = broker
+        self._engine = engine
+        self._clock = clock
+        self._ids = ids
+        self._settings = settings or RunSettings()
+        self._runs: dict[str, _LiveRun] = {}
+        self._closing = False
+        broker.on_control(self._on_control)
+
+    @property
+    def active_runs(self) -> int:
+        return len(self._runs)
+
+    def live_content(self, run_id: str) -> str | None:
+        """The text a run of this process has produced so far, or None if it is not running here."""
+        live = self._runs.get(run_id)
+        return live.run.content if live else None
+
+    async def start_run(self, session: Session, question: str, metadata: dict[str, Any]) -> ChatRun:
+        """Claim the session, persist the question and start the engine; RunInProgressError if busy."""
+        sid = session.session_id
+        run_id = self._ids.new_id("run")
+        if self._closing or not await self._broker.claim_run(sid, run_id):
+            raise RunInProgressError()
+        now = self._clock.now()
+        run = ChatRun(run_id, sid, question, now)
+        try:
+            with anyio.CancelScope(shield=True):
+                user_message = await self._repo.append_message(
+                    Message(self._ids.new_id("msg"), sid, Role.USER, question, now, run_id, "completed",
+                            dict(metadata))
+                )
+                await self._repo.set_run_state(sid, active_run_id=run_id, pending_interrupt=None, touched_at=now)
+        except BaseException:
+            await self._broker.release_run(sid, run_id)
+            raise
+        run.user_message_id = user_message.message_id
+        run.transition(RunStatus.RUNNING)
+        live = _LiveRun(run)
+        self._runs[run_id] = live
+        self._publish(run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id})
+        ctx = RunContext(
+            sid, run_id, question, dict(metadata),
+            request_approval=partial(self._request_approval, live),
+            load_history=partial(self._load_history, sid, run.user_message_id),
+        )
+        live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
+        return run
+
+    async def cancel(self, session_id: str, run_id: str | None = None, reason: str = "user") -> str:
+        """Cancel the session's active run (if `run_id` is given, only that one) and wait for its end here."""
+        active = await self._broker.active_run(session_id)
+        if active is None or (run_id is not None and run_id != active):
+            raise NoActiveRunError()
+        await self._broker.send_control(RunControl("cancel", session_id, active, reason))
+        live = self._runs.get(active)
+        if live is not None:
+            with anyio.move_on_after(CANCEL_WAIT_S):
+                await live.finished.wait()
+        return active
+
+    async def wait_finished(self, run_id: str) -> None:
+        live = self._runs.get(run_id)
+        if live is not None:
+            await live.finished.wait()
+
+    async def shutdown(self, reason: str = "shutdown", timeout_s: float = 10.0) -> None:
+        """Refuse new runs, cancel every run of this process and wait until each is persisted."""
+        self._closing = True
+        lives = list(self._runs.values())
+        for live in lives:
+            self._cancel_local(live, reason)
+        with anyio.move_on_after(timeout_s):
+            for live in lives:
+                await live.finished.wait()
+
+    # -- control from the broker (this process owns the run) ------------------------------------
+
+    async def _on_control(self, control: RunControl) -> None:
+        live = self._runs.get(control.run_id)
+        if live is None:
+            return
+        if control.kind == "cancel":
+            self._cancel_local(live, control.reason)
+        elif control.kind == "decision" and control.decision is not None:
+            pending = live.pending
+            if pending and pending.request.interrupt_id == control.interrupt_id and not pending.future.done():
+                pending.future.set_result(control.decision)
+
+    def _cancel_local(self, live: _LiveRun, reason: str) -> None:
+        if live.cancel_reason is not None or live.run.status.is_terminal:
+            return
+        live.cancel_reason = reason
+        live.scope.cancel()
+
+    # -- the run task -------------------------------------------------------------------------
+
+    async def _drive(self, live: _LiveRun, ctx: RunContext) -> None:
+        error: DataAgentError | None = None
+        agen = self._engine.stream(ctx)
+        with live.scope:
+            try:
+                async for output in agen:
+                    if live.cancel_reason is not None:
+                        break
+                    await self._apply(live, output)
+            except DataAgentError as exc:
+                error = exc
+            except Exception as exc:
+                log.exception("run %s: engine failed", live.run.run_id)
+                error = AgentFailedError(f"The agent failed ({type(exc).__name__})")
+        with anyio.move_on_after(FINAL_WRITE_TIMEOUT_S, shield=True):
+            with contextlib.suppress(Exception):
+                await agen.aclose()
+            await self._finish(live, error)
+
+    async def _apply(self, live: _LiveRun, output: AgentOutput) -> None:
+        run = live.run
+        if isinstance(output, TextDelta):
+            if output.content:
+                run.text.append(output.content)
+                self._publish(run, EventType.TEXT, {"content": output.content, "is_final": False})
+        elif isinstance(output, ToolCallRequested):
+            run.tool_calls.append(
+                {"tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args}
+            )
+            self._publish(run, EventType.TOOL_CALL, {
+                "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args,
+            })
+        elif isinstance(output, ToolCompleted):
+            await self._record_tool_result(live, output)
+        elif isinstance(output, UsageReported):
+            run.add_usage(output.usage)
+
+    async def _record_tool_result(self, live: _LiveRun, output: ToolCompleted) -> None:
+        run = live.run
+        meta: dict[str, Any] = {
+            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status,
+        }
+        if output.table is not None:
+            meta["table"] = output.table
+        with anyio.CancelScope(shield=True):
+            await self._repo.append_message(Message(
+                self._ids.new_id("msg"), run.session_id, Role.TOOL, output.result, self._clock.now(),
+                run.run_id, output.status, meta,
+            ))
+        if live.cancel_reason is not None:
+            return
+        data: dict[str, Any] = {
+            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name,
+            "result": output.result, "status": output.status,
+        }
+        if output.table is not None:
+            data["data"] = {"table": output.table}
+        self._publish(run, EventType.TOOL_RESULT, data)
+
+    async def _load_history(self, session_id: str, before_message_id: str | None, limit: int) -> list[Message]:
+        page = await self._repo.list_messages(
+            session_id, MessagePageQuery(limit=max(1, limit), before=before_message_id)
+        )
+        return page.messages
+
+    # -- approvals ----------------------------------------------------------------------------
+
+    async def _request_approval(self, live: _LiveRun, action: ApprovalAction) -> Decision:
+        run = live.run
+        now = self._clock.now()
+        request = ApprovalRequest(
+            self._ids.new_id("int"), run.session_id, run.run_id, action,
+            now + timedelta(seconds=self._settings.hitl_timeout_s),
+        )
+        pending = _PendingApproval(request, asyncio.get_running_loop().create_future())
+        live.pending = pending
+        with anyio.CancelScope(shield=True):
+            await self._repo.save_interrupt(InterruptRecord(request))
+            await self._repo.set_run_state(
+                run.session_id, active_run_id=run.run_id, pending_interrupt=request.event_data()
+            )
+        await anyio.lowlevel.checkpoint()  # a cancel that came during the write ends the run here
+        run.transition(RunStatus.AWAITING_APPROVAL)
+        self._publish(run, EventType.HITL, request.event_data())
+        pending.published = True
+        decision: Decision | None = None
+        with anyio.move_on_after(self._settings.hitl_timeout_s):
+            decision = await pending.future
+        if decision is None:
+            decision = await self._resolve_timeout(request)
+        live.pending = None
+        with anyio.CancelScope(shield=True):
+            await self._repo.set_run_state(run.session_id, active_run_id=run.run_id, pending_interrupt=None)
+        run.transition(RunStatus.RUNNING)
+        self._publish_resolved(run, request, decision)
+        return decision
+
+    async def _resolve_timeout(self, request: ApprovalRequest) -> Decision:
+        decision = Decision(DecisionType.REJECT, message="No decision before the timeout",
+                            source=DecisionSource.TIMEOUT)
+        return await self._resolve_as(request, decision)
+
+    async def _resolve_as(self, request: ApprovalRequest, decision: Decision) -> Decision:
+        """Record `decision` unless another won the race; return the decision that stands."""
+        with anyio.CancelScope(shield=True):
+            won = await self._repo.resolve_interrupt(
+                request.session_id, request.interrupt_id, decision, self._clock.now()
+            )
+            if won:
+                return decision
+            record = await self._repo.get_interrupt(request.session_id, request.interrupt_id)
+        return record.decision if record and record.decision else decision
+
+    def _publish_resolved(self, run: ChatRun, request: ApprovalRequest, decision: Decision) -> None:
+        self._publish(run, EventType.HITL_RESOLVED, {
+            "interrupt_id": request.interrupt_id, "decision": decision.as_dict(),
+        })
+
+    # -- the end of a run -----------------------------------------------------------------------
+
+    async def _finish(self, live: _LiveRun, error: DataAgentError | None) -> None:
+        run = live.run
+        if live.pending is not None:
+            await self._close_pending(live)
+        status = self._final_status(live, error)
+        if status is RunStatus.COMPLETED:
+            self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
+        if error is not None:
+            self._publish_error(run, error)
+        message_id, status = await self._persist_answer(live, status, error)
+        run.transition(status)
+        try:
+            await self._repo.set_run_state(
+                run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
+            )
+        except DataAgentError:
+            log.warning("run %s: could not clear the session's run state", run.run_id)
+        await self._broker.release_run(run.session_id, run.run_id)
+        self._runs.pop(run.run_id, None)
+        done: dict[str, Any] = {
+            "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
+            "message_id": message_id,
+            "token_usage": run.token_usage.as_dict() if run.token_usage else None,
+        }
+        if run.reason:
+            done["reason"] = run.reason
+        self._publish(run, EventType.DONE, done)
+        live.finished.set()
+
+    async def _close_pending(self, live: _LiveRun) -> None:
+        pending = live.pending
+        assert pending is not None
+        live.pending = None
+        source = DecisionSource.CANCEL if live.cancel_reason else DecisionSource.TIMEOUT
+        reason = f"Run ended ({live.cancel_reason or 'failed'}) before a decision"
+        decision = await self._resolve_as(pending.request, Decision(DecisionType.REJECT, None, reason, source))
+        if pending.published:
+            self._publish_resolved(live.run, pending.request, decision)
+
+    def _final_status(self, live: _LiveRun, error: DataAgentError | None) -> RunStatus:
+        if live.cancel_reason is not None:
+            live.run.reason = live.cancel_reason
+            return RunStatus.CANCELLED
+        if error is not None:
+            live.run.error = error.message
+            live.run.reason = error.code
+            return RunStatus.FAILED
+        return RunStatus.COMPLETED
+
+    async def _persist_answer(
+        self, live: _LiveRun, status: RunStatus, error: DataAgentError | None
+    ) -> tuple[str | None, RunStatus]:
+        run = live.run
+        meta: dict[str, Any] = {
+            "tool_calls": run.tool_calls,
+            "token_usage": run.token_usage.as_dict() if run.token_usage else None,
+        }
+        if run.reason:
+            meta["reason"] = run.reason
+        if error is not None:
+            meta["error"] = {"error_code": error.code, "message": error.message}
+        try:
+            message = await self._repo.append_message(Message(
+                self._ids.new_id("msg"), run.session_id, Role.ASSISTANT, run.content, self._clock.now(),
+                run.run_id, status.value, meta,
+            ))
+        except DataAgentError as exc:
+            log.error("run %s: the answer could not be persisted: %s", run.run_id, exc.code)
+            self._publish_error(run, exc)
+            run.reason = run.reason or exc.code
+            return None, RunStatus.CANCELLED if status is RunStatus.CANCELLED else RunStatus.FAILED
+        return message.message_id, status
+
+    def _publish_error(self, run: ChatRun, error: DataAgentError) -> None:
+        self._publish(run, EventType.ERROR, {
+            "error_code": error.code, "message": error.message, "recoverable": False,
+        })
+
+    def _publish(self, run: ChatRun, event_type: EventType, data: dict[str, Any]) -> None:
+        self._broker.publish(run.session_id, run.run_id, event_type.value, data)

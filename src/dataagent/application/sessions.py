@@ -1,0 +1,51 @@
+"""SessionService: list, read, delete and page a principal's sessions; expire idle ones."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from dataagent.application.ports import Clock, SessionRepository
+from dataagent.application.runs import RunManager
+from dataagent.domain.errors import NoActiveRunError, SessionNotFoundError
+from dataagent.domain.models import MessagePage, MessagePageQuery, Session
+
+EXPIRY_BATCH = 500
+
+
+class SessionService:
+    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock) -> None:
+        self._repo = repository
+        self._runs = runs
+        self._clock = clock
+
+    async def list(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
+        return await self._repo.list_sessions(principal, limit, offset)
+
+    async def get(self, principal: str, session_id: str) -> Session:
+        session = await self._repo.get_session(session_id)
+        if session is None or not session.is_owned_by(principal):
+            raise SessionNotFoundError()
+        return session
+
+    async def delete(self, principal: str, session_id: str) -> None:
+        """Cancel a running answer, then delete the session and its messages."""
+        session = await self.get(principal, session_id)
+        if session.active_run_id is not None:
+            with contextlib.suppress(NoActiveRunError):
+                await self._runs.cancel(session_id, reason="session_deleted")
+        await self._repo.delete_session(session_id)
+
+    async def messages(self, principal: str, session_id: str, query: MessagePageQuery) -> MessagePage:
+        await self.get(principal, session_id)
+        return await self._repo.list_messages(session_id, query)
+
+    async def expire_idle(self, timeout_s: float) -> list[str]:
+        """Delete sessions idle for longer than `timeout_s` (never one with an active run)."""
+        cutoff = self._clock.now() - timedelta(seconds=timeout_s)
+        expired: list[str] = []
+        while True:
+            batch = await self._repo.delete_idle_sessions(cutoff, EXPIRY_BATCH)
+            expired.extend(batch)
+            if len(batch) < EXPIRY_BATCH:
+                return expired

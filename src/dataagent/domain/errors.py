@@ -1,0 +1,94 @@
+"""The one error tree of DataAgent. Every error carries a stable machine code (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DataAgentError(Exception):
+    """Base of every domain error; `code` is stable and machine-readable."""
+
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class UnauthorizedError(DataAgentError):
+    code = "unauthorized"
+    default_message = "A valid API key is required"
+
+
+class SessionNotFoundError(DataAgentError):
+    code = "session_not_found"
+    default_message = "Session not found"
+
+
+class NoActiveRunError(DataAgentError):
+    code = "no_active_run"
+    default_message = "No active run in this session"
+
+
+class InterruptNotFoundError(DataAgentError):
+    code = "interrupt_not_found"
+    default_message = "Interrupt not found"
+
+
+class MessageNotFoundError(DataAgentError):
+    code = "message_not_found"
+    default_message = "Message not found"
+
+
+class RunInProgressError(DataAgentError):
+    code = "run_in_progress"
+    default_message = "A run is already in progress in this session"
+
+
+class DecisionConflictError(DataAgentError):
+    code = "decision_conflict"
+    default_message = "This interrupt was already decided"
+
+
+class InvalidInputError(DataAgentError):
+    code = "validation_error"
+    default_message = "Invalid input"
+
+
+class PayloadTooLargeError(DataAgentError):
+    code = "payload_too_large"
+    default_message = "Payload too large"
+
+
+class CapacityExceededError(DataAgentError):
+    code = "capacity_exceeded"
+    default_message = "Server at capacity, try again later"
+
+
+class StoreUnavailableError(DataAgentError):
+    code = "store_unavailable"
+    default_message = "The session store is unavailable"
+
+
+class BrokerUnavailableError(DataAgentError):
+    code = "broker_unavailable"
+    default_message = "The run broker is unavailable"
+
+
+class ReplayUnavailableError(DataAgentError):
+    code = "replay_unavailable"
+    default_message = "The requested events are no longer held"
+
+
+class AgentFailedError(DataAgentError):
+    code = "agent_error"
+    default_message = "The agent failed"
+
+
+class InvalidTransitionError(DataAgentError):
+    """A run was asked to move between states its state machine forbids (a programming error)."""
+
+    code = "internal_error"
+    default_message = "Invalid run state transition"
