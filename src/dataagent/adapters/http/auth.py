@@ -1,0 +1,36 @@
+"""API key authentication for REST routes (header `X-API-Key` or `Authorization: Bearer`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import Depends, Request
+
+from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.domain.errors import UnauthorizedError
+
+
+def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
+    """The API key a client presented: X-API-Key, a Bearer token, or (WebSocket only) `api_key`."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if query is not None:
+        return query.get("api_key") or None
+    return None
+
+
+@inject
+async def require_principal(
+    request: Request,
+    authenticator: ApiKeyAuthenticator = Depends(Provide["authenticator"]),  # noqa: B008
+) -> str:
+    """The calling principal; 401 unauthorized without a valid key."""
+    principal = authenticator.authenticate(presented_key(request.headers))
+    if principal is None:
+        raise UnauthorizedError()
+    return principal

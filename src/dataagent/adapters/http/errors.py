@@ -1,0 +1,87 @@
+"""The one table from error codes to HTTP status, and the error envelope of every REST error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dataagent.domain.errors import DataAgentError
+
+log = logging.getLogger("dataagent.http")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "unauthorized": 401,
+    "session_not_found": 404,
+    "no_active_run": 404,
+    "interrupt_not_found": 404,
+    "message_not_found": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "run_in_progress": 409,
+    "decision_conflict": 409,
+    "payload_too_large": 413,
+    "validation_error": 422,
+    "rate_limited": 429,
+    "internal_error": 500,
+    "capacity_exceeded": 503,
+    "store_unavailable": 503,
+    "broker_unavailable": 503,
+}
+RETRY_AFTER_S = {"capacity_exceeded": "1", "store_unavailable": "5", "broker_unavailable": "5"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def error_response(
+    request: Request, code: str, message: str, details: dict[str, Any] | None = None, status: int | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error_code": code, "message": message, "request_id": request_id_of(request)}
+    if details:
+        body["details"] = details
+    headers: dict[str, str] = {"X-Request-ID": body["request_id"]} if body["request_id"] else {}
+    if code in RETRY_AFTER_S:
+        headers["Retry-After"] = RETRY_AFTER_S[code]
+    if code == "unauthorized":
+        headers["WWW-Authenticate"] = "ApiKey"
+    return JSONResponse(body, status_code=status or STATUS_BY_CODE.get(code, 500), headers=headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DataAgentError)
+    return error_response(request, exc.code, exc.message, exc.details)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return error_response(request, "validation_error", "The request is not valid", {"errors": errors})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    return error_response(request, code, message, status=exc.status_code)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, "internal_error", "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DataAgentError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

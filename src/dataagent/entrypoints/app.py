@@ -1,0 +1,110 @@
+"""The ASGI application factory. `app` (module level) serves `uvicorn dataagent.entrypoints.app:app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from dataagent import __version__
+from dataagent.adapters.http import chat, health, sessions
+from dataagent.adapters.http.errors import install_error_handlers
+from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from dataagent.entrypoints.container import Container
+from dataagent.entrypoints.logs import install_redaction
+from dataagent.entrypoints.settings import Settings, load_settings
+
+log = logging.getLogger("dataagent")
+
+API_PREFIX = "/api/v1"
+GENERATED_PRINCIPAL = "default"
+
+
+def ensure_api_key(settings: Settings) -> Settings:
+    """With no key configured and auth enabled, generate one, print it once, and enforce it."""
+    if settings.api_keys or settings.auth_disabled:
+        return settings
+    key = secrets.token_urlsafe(32)
+    print(f"Generated API key: {key}", file=sys.stdout, flush=True)
+    return settings.model_copy(update={"api_keys": [f"{GENERATED_PRINCIPAL}:{key}"]})
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Build the app from `settings` (the environment if None); tests pass their own."""
+    settings = ensure_api_key(settings or load_settings())
+    container = container or Container(settings=settings)
+    container.wire(modules=[health, chat, sessions, "dataagent.adapters.http.auth"], warn_unresolved=True)
+    install_redaction()
+    if settings.auth_disabled:
+        log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
+
+    app = FastAPI(
+        title="DataAgent Server", version=__version__, lifespan=_lifespan,
+        description="REST and WebSocket API of the DataAgent data-analysis agent (see PROTOCOL.md).",
+    )
+    app.state.container = container
+    app.state.settings = settings
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(chat.router, prefix=API_PREFIX)
+    app.include_router(sessions.router, prefix=API_PREFIX)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        allow_credentials="*" not in settings.cors_origins,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    container: Container = app.state.container
+    settings: Settings = app.state.settings
+    broker = container.broker()
+    await broker.start()
+    runs = container.run_manager()
+    container.status_service()  # uptime counts from start-up
+    engine = container.engine()
+    log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
+             settings.broker, engine.name)
+    sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
+    try:
+        yield {}
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await runs.shutdown(reason="shutdown")
+        await broker.close()
+        await engine.close()
+        await container.repository().close()
+
+
+async def _expire_forever(container: Container, settings: Settings) -> None:
+    service = container.session_service()
+    while True:
+        await asyncio.sleep(settings.expiry_interval)
+        try:
+            expired = await service.expire_idle(settings.session_timeout)
+            if expired:
+                log.info("expired %d idle sessions", len(expired))
+        except Exception:
+            log.exception("session expiry failed")
+
+
+def __getattr__(name: str) -> Any:
+    """Build the module-level `app` lazily, so importing this module reads no environment."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

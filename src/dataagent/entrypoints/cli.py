@@ -1,0 +1,79 @@
+"""`dataagent-server`: run the API with uvicorn. Flags override DATAAGENT_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import uvicorn
+
+from dataagent import __version__
+from dataagent.entrypoints.logs import configure_logging
+from dataagent.entrypoints.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dataagent-server", description="Run DataAgent Server.")
+    parser.add_argument("--host", help="listen address (DATAAGENT_HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="listen port (DATAAGENT_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (DATAAGENT_WORKERS, default 1)")
+    parser.add_argument("--log-level", help="critical|error|warning|info|debug (DATAAGENT_LOG_LEVEL)")
+    parser.add_argument("--version", action="version", version=f"dataagent-server {__version__}")
+    return parser.parse_args(argv)
+
+
+def multi_worker_problem(settings: Settings) -> str | None:
+    """Why these settings cannot run several workers, or None if they can."""
+    if settings.workers == 1:
+        return None
+    reasons = []
+    if settings.session_store == "memory":
+        reasons.append("the memory store keeps sessions inside one process (use DATAAGENT_SESSION_STORE=mysql)")
+    if settings.broker == "local":
+        reasons.append("the local broker keeps runs inside one process (use DATAAGENT_BROKER=redis)")
+    if not reasons:
+        return None
+    return (f"DATAAGENT_WORKERS={settings.workers} cannot run: " + "; ".join(reasons)
+            + ". Each worker would hold its own runs and sessions and lose conversations and cancels.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": args.host, "port": args.port, "workers": args.workers,
+                          "log_level": args.log_level}.items() if v is not None
+    }
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"dataagent-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    problem = multi_worker_problem(settings)
+    if problem:
+        print(f"dataagent-server: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    configure_logging(settings.log_level)
+    from dataagent.entrypoints.app import create_app, ensure_api_key
+
+    settings = ensure_api_key(settings)
+    common: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "log_level": settings.log_level,
+        "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    _export(settings, overrides)  # every worker reads the same settings, and the one generated key
+    uvicorn.run("dataagent.entrypoints.app:create_app", factory=True, workers=settings.workers, **common)
+
+
+def _export(settings: Settings, overrides: dict[str, Any]) -> None:
+    for name, value in overrides.items():
+        os.environ[ENV_PREFIX + name.upper()] = str(value)
+    os.environ[ENV_PREFIX + "API_KEYS"] = ",".join(settings.api_keys)
+
+
+if __name__ == "__main__":
+    main()

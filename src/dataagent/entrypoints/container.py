@@ -1,0 +1,83 @@
+"""The dependency-injector container: the one place that knows every concrete class."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from dataagent.adapters.agents.demo import DemoEngine
+from dataagent.adapters.memory.broker import InMemoryRunBroker
+from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.system import SystemClock, UuidIdGenerator
+from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.capacity import Capacity
+from dataagent.application.chat import ChatService, ChatSettings
+from dataagent.application.ports import AgentEngine
+from dataagent.application.runs import RunManager, RunSettings
+from dataagent.application.sessions import SessionService
+from dataagent.application.status import StatusService
+from dataagent.entrypoints.settings import Settings
+
+
+def build_engine(settings: Settings) -> AgentEngine:
+    """The agent engine named by DATAAGENT_AGENT."""
+    if settings.agent == "demo":
+        return DemoEngine(chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms)
+    raise ValueError(f"unknown DATAAGENT_AGENT {settings.agent!r}")
+
+
+def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
+    return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(UuidIdGenerator)
+
+    repository = providers.Selector(
+        settings.provided.session_store,
+        memory=providers.Singleton(InMemorySessionRepository),
+    )
+    broker = providers.Selector(
+        settings.provided.broker,
+        local=providers.Singleton(
+            InMemoryRunBroker,
+            replay_events=settings.provided.replay_events,
+            replay_ttl_s=settings.provided.replay_ttl,
+        ),
+    )
+    engine = providers.Singleton(build_engine, settings)
+
+    run_manager = providers.Singleton(
+        RunManager,
+        repository=repository,
+        broker=broker,
+        engine=engine,
+        clock=clock,
+        ids=ids,
+        settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
+    )
+    capacity = providers.Singleton(Capacity, settings.provided.max_connections)
+    authenticator = providers.Singleton(
+        ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled
+    )
+
+    chat_service = providers.Factory(
+        ChatService,
+        repository=repository,
+        broker=broker,
+        runs=run_manager,
+        clock=clock,
+        ids=ids,
+        settings=providers.Factory(ChatSettings, max_message_chars=settings.provided.max_message_chars),
+    )
+    session_service = providers.Factory(SessionService, repository=repository, runs=run_manager, clock=clock)
+    status_service = providers.Singleton(
+        StatusService,
+        repository=repository,
+        broker=broker,
+        runs=run_manager,
+        capacity=capacity,
+        names=providers.Callable(component_names, settings, engine),
+    )

@@ -1,0 +1,47 @@
+"""Logging set-up, and the filter that keeps API keys in WebSocket query strings out of every log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRET_QUERY = re.compile(r"((?:api_key|apikey|token)=)[^&\s\"']+", re.IGNORECASE)
+_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dataagent")
+
+
+def redact(text: str) -> str:
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites `api_key=...` in a record's message and arguments to `api_key=***`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+def install_redaction() -> None:
+    """Attach the filter to uvicorn's and our loggers and to their handlers (idempotent)."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        _add_once(logger)
+        for handler in logger.handlers:
+            _add_once(handler)
+
+
+def _add_once(target: logging.Filterer) -> None:
+    if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
+        target.addFilter(RedactSecretsFilter())
+
+
+def configure_logging(level: str) -> None:
+    numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dataagent").setLevel(numeric)
+    install_redaction()

@@ -1,0 +1,103 @@
+"""Settings: one pydantic-settings class read from DATAAGENT_* environment variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "DATAAGENT_"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names each variable, one per line."""
+
+
+def parse_list(value: Any) -> list[str]:
+    """A JSON list or the comma form (`a,b`); blanks are dropped."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON list: {exc.msg}") from None
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value if str(v).strip()]
+    raise ValueError("must be a comma-separated list or a JSON list")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    # Basic (seed README)
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    session_timeout: float = Field(3600, gt=0)
+    auth_disabled: bool = False
+    max_connections: int = Field(200, ge=1)
+
+    # Session store (seed README)
+    session_store: Literal["memory", "mysql"] = "memory"
+    mysql_host: str = "localhost"
+    mysql_port: int = Field(3306, ge=1, le=65535)
+    mysql_user: str = "root"
+    mysql_password: SecretStr = SecretStr("")
+    mysql_database: str = "dataagent"
+    mysql_pool_size: int = Field(10, ge=1)
+    mysql_max_overflow: int = Field(20, ge=0)
+    mysql_url: SecretStr | None = None
+
+    # Runs, approvals, limits
+    hitl_timeout: float = Field(300, gt=0)
+    hitl_policy: Literal["always", "writes", "never"] = "always"
+    max_message_chars: int = Field(32000, ge=1)
+    max_frame_bytes: int = Field(1024 * 1024, ge=1024)
+    agent: str = "demo"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    demo_chunks: int = Field(20, ge=1, le=100_000)
+    demo_chunk_delay_ms: float = Field(25, ge=0)
+    replay_events: int = Field(1000, ge=10)
+    replay_ttl: float = Field(600, gt=0)
+    expiry_interval: float = Field(60, gt=0)
+
+    # Broker
+    broker: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> list[str]:
+        return parse_list(value)
+
+    @field_validator("log_level", "session_store", "hitl_policy", "broker", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (overrides win); SettingsError with one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        value = error.get("input")
+        shown = "" if isinstance(value, dict) or "password" in field or "key" in field else f" (got {value!r})"
+        lines.append(f"invalid setting {ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Test support: a real uvicorn server on 127.0.0.1 (in this process, or as a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from dataagent.entrypoints.app import create_app
+from dataagent.entrypoints.settings import Settings
+
+KEY_A = "key-alpha-0123456789"
+KEY_B = "key-bravo-9876543210"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: two named keys, a fast demo engine, nothing read from the environment."""
+    values: dict[str, Any] = {
+        "api_keys": [f"alice:{KEY_A}", f"bob:{KEY_B}"],
+        "demo_chunks": 5,
+        "demo_chunk_delay_ms": 1,
+        "host": "127.0.0.1",
+        "port": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class LiveServer:
+    app: FastAPI
+    base_url: str
+    server: uvicorn.Server
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url.removeprefix("http")
+
+    @property
+    def container(self) -> Any:
+        return self.app.state.container
+
+    def client(self, key: str | None = KEY_A, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings | None = None, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
+    """Run the real app under uvicorn on a free 127.0.0.1 port inside the test's event loop."""
+    settings = settings or make_settings()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on",
+        ws_max_size=settings.max_frame_bytes, **uvicorn_options,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(app, f"http://127.0.0.1:{port}", server)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server started by a real command line, with its output captured."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    output: list[str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        return self.proc.returncode
+
+
+def spawn(args: list[str], env: dict[str, str], port: int) -> ServerProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAGENT_")}
+    full_env.update(env)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return ServerProcess(proc, port, output)
+
+
+def wait_healthy(server: ServerProcess, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited {server.proc.returncode}:\n{server.text()}")
+        try:
+            if httpx.get(server.base_url + "/api/v1/health", timeout=1).status_code in (200, 503):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not healthy after {timeout}s:\n{server.text()}")
+
+
+def cli_command() -> list[str]:
+    return [sys.executable, "-m", "dataagent.entrypoints.cli"]
