@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from tests.support import KEY_B, live_server, make_settings
@@ -145,8 +146,8 @@ async def test_auth_disabled_opens_every_route_as_anonymous() -> None:
         assert info["user_id"] == "anonymous"
 
 
-async def _wait_for_active_run(client, session_id: str, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _wait_for_active_run(client: httpx.AsyncClient, session_id: str) -> None:
+    deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         r = await client.get(f"/api/v1/sessions/{session_id}")
         if r.status_code == 200 and r.json()["active_run_id"]:

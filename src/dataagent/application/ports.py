@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -112,7 +112,7 @@ class AgentEngine(Protocol):
 
     name: str
 
-    def stream(self, ctx: RunContext) -> AsyncIterator[AgentOutput]:
+    def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         """Yield the run's outputs; cancellation may arrive at any await."""
         ...
 

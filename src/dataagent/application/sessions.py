@@ -19,7 +19,7 @@ class SessionService:
         self._runs = runs
         self._clock = clock
 
-    async def list(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
+    async def list_sessions(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
         return await self._repo.list_sessions(principal, limit, offset)
 
     async def get(self, principal: str, session_id: str) -> Session:

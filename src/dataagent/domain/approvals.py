@@ -65,7 +65,7 @@ class Decision:
     def parse(cls, raw: dict[str, Any], source: DecisionSource = DecisionSource.CLIENT) -> Decision:
         """Build a decision from a client's `{type, args?, message?}`; raise InvalidInputError if malformed."""
         try:
-            kind = DecisionType(raw.get("type"))
+            kind = DecisionType(str(raw.get("type")))
         except ValueError:
             raise InvalidInputError("decision type must be approve, reject or edit") from None
         args = raw.get("args")

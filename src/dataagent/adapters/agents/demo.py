@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from dataagent.application.ports import RunContext
 from dataagent.domain.events import AgentOutput, TextDelta
@@ -35,11 +35,11 @@ class DemoEngine:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
 
-    async def stream(self, ctx: RunContext) -> AsyncIterator[AgentOutput]:
+    async def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         async for output in self._stream_text(demo_answer(ctx.question)):
             yield output
 
-    async def _stream_text(self, text: str) -> AsyncIterator[AgentOutput]:
+    async def _stream_text(self, text: str) -> AsyncGenerator[AgentOutput, None]:
         for piece in split_answer(text, self._chunks):
             await asyncio.sleep(self._delay_s)
             yield TextDelta(piece)

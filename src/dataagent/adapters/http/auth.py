@@ -1,8 +1,8 @@
 """API key authentication for REST routes (header `X-API-Key` or `Authorization: Bearer`)."""
 
-from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Request
@@ -27,7 +27,7 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = 
 @inject
 async def require_principal(
     request: Request,
-    authenticator: ApiKeyAuthenticator = Depends(Provide["authenticator"]),  # noqa: B008
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
 ) -> str:
     """The calling principal; 401 unauthorized without a valid key."""
     principal = authenticator.authenticate(presented_key(request.headers))

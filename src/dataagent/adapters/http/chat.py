@@ -1,11 +1,12 @@
 """POST /chat, /chat/{session_id}/cancel and /chat/{session_id}/hitl."""
 
-from __future__ import annotations
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Body, Depends
+from typing import Annotated
 
-from dataagent.adapters.http.auth import require_principal
+from dependency_injector.wiring import inject
+from fastapi import APIRouter, Body
+
+from dataagent.adapters.http.deps import Chat, Principal, Slots
 from dataagent.adapters.http.schemas import (
     CancelRequest,
     CancelResponse,
@@ -15,8 +16,7 @@ from dataagent.adapters.http.schemas import (
     HitlRequest,
     event_dict,
 )
-from dataagent.application.capacity import Capacity
-from dataagent.application.chat import ChatService, RunOutcome
+from dataagent.application.chat import RunOutcome
 from dataagent.domain.errors import CapacityExceededError
 
 router = APIRouter(tags=["chat"], responses={
@@ -33,13 +33,13 @@ def _response(outcome: RunOutcome) -> ChatResponse:
     )
 
 
-@router.post("/chat", response_model=ChatResponse)
+@router.post("/chat")
 @inject
 async def chat(
     body: ChatRequest,
-    principal: str = Depends(require_principal),
-    service: ChatService = Depends(Provide["chat_service"]),  # noqa: B008
-    capacity: Capacity = Depends(Provide["capacity"]),  # noqa: B008
+    principal: Principal,
+    service: Chat,
+    capacity: Slots,
 ) -> ChatResponse:
     """Ask a question and wait for the answer (or for the approval it needs)."""
     if not capacity.try_acquire():
@@ -50,27 +50,27 @@ async def chat(
         capacity.release()
 
 
-@router.post("/chat/{session_id}/cancel", response_model=CancelResponse)
+@router.post("/chat/{session_id}/cancel")
 @inject
 async def cancel(
     session_id: str,
-    body: CancelRequest | None = Body(default=None),  # noqa: B008
-    principal: str = Depends(require_principal),
-    service: ChatService = Depends(Provide["chat_service"]),  # noqa: B008
+    principal: Principal,
+    service: Chat,
+    body: Annotated[CancelRequest | None, Body()] = None,
 ) -> CancelResponse:
     """Cancel the session's running answer; its partial text is kept."""
     run_id = await service.cancel(principal, session_id, body.run_id if body else None)
     return CancelResponse(session_id=session_id, run_id=run_id)
 
 
-@router.post("/chat/{session_id}/hitl", response_model=ChatResponse)
+@router.post("/chat/{session_id}/hitl")
 @inject
 async def decide(
     session_id: str,
     body: HitlRequest,
-    principal: str = Depends(require_principal),
-    service: ChatService = Depends(Provide["chat_service"]),  # noqa: B008
-    capacity: Capacity = Depends(Provide["capacity"]),  # noqa: B008
+    principal: Principal,
+    service: Chat,
+    capacity: Slots,
 ) -> ChatResponse:
     """Approve, edit or reject a pending action, then wait like POST /chat for the continued run."""
     if not capacity.try_acquire():
