@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.models import ChatRun, Session, title_from, validate_session_id
 
 SYNC_BUFFER_EVENTS = 100_000
+_STOPS = (EventType.DONE, EventType.HITL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +97,33 @@ class ChatService:
         session = await self.open_session(principal, session_id, question)
         return await self._runs.start_run(session, question, metadata or {})
 
-    async def chat(
+    async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
-    ) -> RunOutcome:
-        """Start a run and wait until it ends or awaits an approval."""
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
         question = self.validate_message(message)
         session = await self.open_session(principal, session_id, question)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
             run = await self._runs.start_run(session, question, metadata or {})
-            return await self._collect(subscription, sid, run.run_id)
+            async for event in self._follow(subscription, run.run_id):
+                yield event
         finally:
             subscription.close()
+
+    async def chat(
+        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> RunOutcome:
+        """Start a run and wait until it ends or awaits an approval."""
+        return await self._outcome([e async for e in self.stream(principal, message, session_id, metadata)])
 
     async def cancel(self, principal: str, session_id: str, run_id: str | None = None) -> str:
         """Cancel the session's active run; NoActiveRunError if none (or not `run_id`)."""
         await self.owned_session(principal, session_id)
         return await self._runs.cancel(session_id, run_id)
 
-    async def decide(
-        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
-    ) -> str:
+    async def decide(self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
         """Deliver a decision on a pending approval to its run; returns the run id."""
         session = await self.owned_session(principal, session_id)
         decision = self._one_decision(raw_decisions)
@@ -142,18 +149,27 @@ class ChatService:
         )
         return run_id
 
-    async def decide_and_wait(
+    async def decide_stream(
         self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
-    ) -> RunOutcome:
-        """Decide, then wait like `chat` for the continued run; events are those after the decision."""
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Decide, then yield the continued run's events until it ends or awaits another approval."""
         subscription = await self._broker.subscribe(
             session_id, await self._broker.last_seq(session_id), SYNC_BUFFER_EVENTS
         )
         try:
             run_id = await self.decide(principal, session_id, interrupt_id, raw_decisions)
-            return await self._collect(subscription, session_id, run_id)
+            async for event in self._follow(subscription, run_id):
+                yield event
         finally:
             subscription.close()
+
+    async def decide_and_wait(
+        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+    ) -> RunOutcome:
+        """Decide, then wait like `chat`; the outcome's events are those after the decision."""
+        return await self._outcome(
+            [e async for e in self.decide_stream(principal, session_id, interrupt_id, raw_decisions)]
+        )
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -163,36 +179,29 @@ class ChatService:
             raise InvalidInputError("decisions must be a list of exactly one decision")
         return Decision.parse(raw_decisions[0])
 
-    async def _collect(self, subscription: Subscription, session_id: str, run_id: str) -> RunOutcome:
-        events: list[RunEvent] = []
-        text: list[str] = []
+    @staticmethod
+    async def _follow(subscription: Subscription, run_id: str) -> AsyncGenerator[RunEvent, None]:
+        """The run's events from the subscription, up to its `done` or its next `hitl`."""
         for event in subscription.replayed:
-            if self._take(event, run_id, events, text):
-                return await self._outcome(session_id, run_id, events, text)
+            if event.run_id == run_id:
+                yield event
+                if event.event_type in _STOPS:
+                    return
         while True:
             for event in await subscription.get_batch():
-                if self._take(event, run_id, events, text):
-                    return await self._outcome(session_id, run_id, events, text)
+                if event.run_id == run_id:
+                    yield event
+                    if event.event_type in _STOPS:
+                        return
 
-    @staticmethod
-    def _take(event: RunEvent, run_id: str, events: list[RunEvent], text: list[str]) -> bool:
-        """Collect one event of the run; True when the run ended or awaits approval."""
-        if event.run_id != run_id:
-            return False
-        events.append(event)
-        if event.event_type == EventType.TEXT:
-            text.append(event.data["content"])
-        return event.event_type in (EventType.DONE, EventType.HITL)
-
-    async def _outcome(self, session_id: str, run_id: str, events: list[RunEvent], text: list[str]) -> RunOutcome:
+    async def _outcome(self, events: list[RunEvent]) -> RunOutcome:
         last = events[-1]
+        session_id, run_id = last.session_id, str(last.run_id)
+        text = "".join(e.data["content"] for e in events if e.event_type == EventType.TEXT)
         if last.event_type == EventType.HITL:
-            content = self._runs.live_content(run_id)
-            return RunOutcome(session_id, run_id, "awaiting_approval",
-                              content if content is not None else "".join(text), None, events)
+            live = self._runs.live_content(run_id)
+            return RunOutcome(session_id, run_id, "awaiting_approval", text if live is None else live, None, events)
         message_id = last.data.get("message_id")
-        content = "".join(text)
-        if message_id:
-            stored = await self._repo.get_message(session_id, message_id)
-            content = stored.content if stored else content
+        stored = await self._repo.get_message(session_id, message_id) if message_id else None
+        content = stored.content if stored else text
         return RunOutcome(session_id, run_id, last.data["status"], content, message_id, events)

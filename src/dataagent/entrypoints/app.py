@@ -17,7 +17,7 @@ from dataagent import __version__
 from dataagent.adapters.http import auth, chat, health, sessions
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from dataagent.entrypoints.container import Container
+from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
 
@@ -69,13 +69,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     container: Container = app.state.container
     settings: Settings = app.state.settings
-    broker = container.broker()
-    await broker.start()
-    runs = container.run_manager()
-    container.status_service()  # uptime counts from start-up
-    engine = container.engine()
+    await start_services(container)
     log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
-             settings.broker, engine.name)
+             settings.broker, container.engine().name)
     sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
     try:
         yield {}
@@ -83,10 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
-        await runs.shutdown(reason="shutdown")
-        await broker.close()
-        await engine.close()
-        await container.repository().close()
+        await stop_services(container)
 
 
 async def _expire_forever(container: Container, settings: Settings) -> None:

@@ -81,3 +81,18 @@ class Container(containers.DeclarativeContainer):
         capacity=capacity,
         names=providers.Callable(component_names, settings, engine),
     )
+
+
+async def start_services(container: Container) -> None:
+    """Connect what needs connecting before the first request (store schema, broker)."""
+    await container.broker().start()
+    container.run_manager()
+    container.status_service()  # uptime counts from start-up
+
+
+async def stop_services(container: Container) -> None:
+    """Cancel and persist running answers, then release the broker, engine and store."""
+    await container.run_manager().shutdown(reason="shutdown")
+    await container.broker().close()
+    await container.engine().close()
+    await container.repository().close()

@@ -1,0 +1,30 @@
+"""The core wired with its real in-memory adapters, for use-case tests without HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dataagent.adapters.memory.broker import InMemoryRunBroker
+from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.system import SystemClock, UuidIdGenerator
+from dataagent.application.chat import ChatService
+from dataagent.application.ports import AgentEngine
+from dataagent.application.runs import RunManager, RunSettings
+from dataagent.application.sessions import SessionService
+
+
+@dataclass
+class Core:
+    repo: InMemorySessionRepository
+    broker: InMemoryRunBroker
+    runs: RunManager
+    chat: ChatService
+    sessions: SessionService
+
+
+def build_core(engine: AgentEngine, hitl_timeout_s: float = 300.0, replay_events: int = 1000) -> Core:
+    repo = InMemorySessionRepository()
+    broker = InMemoryRunBroker(replay_events=replay_events)
+    clock, ids = SystemClock(), UuidIdGenerator()
+    runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))
+    return Core(repo, broker, runs, ChatService(repo, broker, runs, clock, ids), SessionService(repo, runs, clock))
