@@ -1,0 +1,84 @@
+"""A query's result as JSON-safe rows, with renderings for the client (table) and for an LLM (text)."""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+_NOTE_RESERVE = 90  # room kept for the truncation note
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """At most `max_rows` rows of a result; `row_count` is len(rows), `truncated` says more rows existed."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool
+
+    def table(self) -> dict[str, Any]:
+        """The result as a JSON-safe table (the `table` of a tool result)."""
+        return {
+            "columns": list(self.columns),
+            "rows": [list(row) for row in self.rows],
+            "row_count": self.row_count,
+            "truncated": self.truncated,
+        }
+
+    def as_text(self, max_chars: int = 4000) -> str:
+        """A compact pipe-separated rendering (header, then rows) cut to about `max_chars` characters."""
+        if not self.columns:
+            return "(statement executed; no rows returned)"
+        lines = [" | ".join(_cell(c) for c in self.columns)]
+        lines += [" | ".join(_cell(v) for v in row) for row in self.rows]
+        footer = f"({self.row_count} row{'' if self.row_count == 1 else 's'})"
+        if self.truncated:
+            footer = f"(truncated: only the first {self.row_count} rows are shown)"
+        text = "\n".join([*lines, footer])
+        if len(text) <= max_chars:
+            return text
+        budget = max(max_chars - _NOTE_RESERVE, 0)
+        kept = [lines[0][:budget]]  # the header, always
+        used = len(kept[0])
+        for line in lines[1:]:
+            if used + 1 + len(line) > budget:
+                break
+            kept.append(line)
+            used += 1 + len(line)
+        more = "+" if self.truncated else ""
+        shown = len(kept) - 1
+        note = f"(truncated: {shown} of {self.row_count}{more} rows shown, limited to {max_chars} chars)"
+        return "\n".join([*kept, note])
+
+
+def json_safe(value: Any) -> Any:
+    """A value JSON can carry: dates as ISO text, decimals as floats, bytes as text (else base64)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Decimal):
+        return json_safe(float(value))
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(raw).decode("ascii")
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("|", "\\|")
