@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     demo_chunks: int = Field(20, ge=1, le=100_000)
     demo_chunk_delay_ms: float = Field(25, ge=0)
+    sql_max_rows: int = Field(200, ge=1, le=100_000)
+    sql_timeout: float = Field(30, gt=0)
     replay_events: int = Field(1000, ge=10)
     replay_ttl: float = Field(600, gt=0)
     expiry_interval: float = Field(60, gt=0)
