@@ -96,6 +96,7 @@ class ServerProcess:
     proc: subprocess.Popen[str]
     port: int
     output: list[str]
+    reader: threading.Thread
 
     @property
     def base_url(self) -> str:
@@ -112,6 +113,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self.reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 
@@ -129,8 +133,9 @@ def spawn(args: list[str], env: dict[str, str], port: int) -> ServerProcess:
         for line in proc.stdout:
             output.append(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    return ServerProcess(proc, port, output)
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return ServerProcess(proc, port, output, reader)
 
 
 def wait_healthy(server: ServerProcess, timeout: float = 20) -> None:
