@@ -66,6 +66,10 @@ class ChatService:
             raise SessionNotFoundError()
         return session
 
+    async def peek_session(self, session_id: str) -> Session | None:
+        """The session whoever owns it (for checks that must not leak it further), or None."""
+        return await self._repo.get_session(session_id)
+
     async def open_session(self, principal: str, session_id: str | None, question: str) -> Session:
         """The principal's session with this id, created if nobody uses the id (a new id if None)."""
         sid = validate_session_id(session_id) if session_id is not None else self._ids.new_id("s")
@@ -118,10 +122,12 @@ class ChatService:
         """Start a run and wait until it ends or awaits an approval."""
         return await self._outcome([e async for e in self.stream(principal, message, session_id, metadata)])
 
-    async def cancel(self, principal: str, session_id: str, run_id: str | None = None) -> str:
-        """Cancel the session's active run; NoActiveRunError if none (or not `run_id`)."""
+    async def cancel(
+        self, principal: str, session_id: str, run_id: str | None = None, wait: bool = True
+    ) -> str:
+        """Cancel the session's active run (and, with `wait`, see it end); NoActiveRunError if none."""
         await self.owned_session(principal, session_id)
-        return await self._runs.cancel(session_id, run_id)
+        return await self._runs.cancel(session_id, run_id, wait=wait)
 
     async def decide(self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
         """Deliver a decision on a pending approval to its run; returns the run id."""
@@ -188,10 +194,10 @@ class ChatService:
                 if event.event_type in _STOPS:
                     return
         while True:
-            for event in await subscription.get_batch():
-                if event.run_id == run_id:
-                    yield event
-                    if event.event_type in _STOPS:
+            for item in await subscription.get_batch():
+                if isinstance(item, RunEvent) and item.run_id == run_id:
+                    yield item
+                    if item.event_type in _STOPS:
                         return
 
     async def _outcome(self, events: list[RunEvent]) -> RunOutcome:

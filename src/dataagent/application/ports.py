@@ -147,6 +147,10 @@ class RunBroker(Protocol):
         """Held events after `after_seq` (None: from the active run's start), then live events."""
         ...
 
+    async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
+        """The held events after `after_seq`, and whether they are all of them (none evicted)."""
+        ...
+
     async def last_seq(self, session_id: str) -> int:
         """The seq of the session's latest event (0 if none)."""
         ...

@@ -137,14 +137,16 @@ class RunManager:
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
         return run
 
-    async def cancel(self, session_id: str, run_id: str | None = None, reason: str = "user") -> str:
-        """Cancel the session's active run (if `run_id` is given, only that one) and wait for its end here."""
+    async def cancel(
+        self, session_id: str, run_id: str | None = None, reason: str = "user", wait: bool = True
+    ) -> str:
+        """Cancel the session's active run (if `run_id` is given, only that one); `wait` for its end here."""
         active = await self._broker.active_run(session_id)
         if active is None or (run_id is not None and run_id != active):
             raise NoActiveRunError()
         await self._broker.send_control(RunControl("cancel", session_id, active, reason))
         live = self._runs.get(active)
-        if live is not None:
+        if live is not None and wait:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await live.finished.wait()
         return active

@@ -19,10 +19,17 @@ class SubscriptionClosedError(DataAgentError):
     default_message = "The subscription was closed"
 
 
-class Subscription:
-    """Replayed events, then live ones; when its bounded buffer overflows it fails with SlowConsumerError."""
+Item = RunEvent | str  # a session event, or a frame for this subscriber alone (already encoded)
 
-    __slots__ = ("replayed", "recovered", "_queue", "_maxsize", "_state", "_on_close", "_waiter")
+
+class Subscription:
+    """Replayed events, then live ones; when its bounded buffer overflows it fails with SlowConsumerError.
+
+    `put_local` queues a frame meant for this subscriber only (a pong, an error about its own request),
+    in order with the events and under the same bound.
+    """
+
+    __slots__ = ("replayed", "recovered", "_queue", "_maxsize", "_state", "_on_close", "_waiter", "on_overflow")
 
     def __init__(
         self,
@@ -33,35 +40,34 @@ class Subscription:
     ) -> None:
         self.replayed = replayed
         self.recovered = recovered
-        self._queue: list[RunEvent] = []
+        self._queue: list[Item] = []
         self._maxsize = maxsize
         self._state = "open"  # open | overflowed | closed
         self._on_close = on_close
         self._waiter: asyncio.Future[None] | None = None
+        self.on_overflow: Callable[[], None] | None = None
 
-    def put(self, event: RunEvent) -> None:
+    def put(self, event: Item) -> None:
         """Deliver an event (never blocks the publisher)."""
         if self._state != "open":
             return
         if len(self._queue) >= self._maxsize:
             self._state = "overflowed"
             self._queue.clear()
+            if self.on_overflow is not None:
+                self.on_overflow()
         else:
             self._queue.append(event)
         self._wake()
 
-    async def get_batch(self) -> list[RunEvent]:
+    put_local = put
+
+    async def get_batch(self) -> list[Item]:
         """Every event buffered now (at least one), waiting if there is none."""
         while not self._queue:
             await self._wait()
         batch, self._queue = self._queue, []
         return batch
-
-    async def get(self) -> RunEvent:
-        """The next event (used where events are consumed one at a time)."""
-        while not self._queue:
-            await self._wait()
-        return self._queue.pop(0)
 
     async def _wait(self) -> None:
         self._raise_if_ended()

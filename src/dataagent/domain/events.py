@@ -36,7 +36,7 @@ class RunEvent:
     run_id: str | None
     seq: int
     timestamp: datetime
-    wire: bytes | None = field(default=None, compare=False, repr=False)
+    wire: str | None = field(default=None, compare=False, repr=False)
 
 
 # What an agent engine yields while it works (approvals go through RunContext.request_approval).

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, health, sessions
+from dataagent.adapters.http import auth, chat, health, sessions, websocket
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from dataagent.entrypoints.container import Container, start_services, stop_services
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, auth, websocket], warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(chat.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(websocket.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(

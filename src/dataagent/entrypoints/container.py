@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 from dataagent import __version__
 from dataagent.adapters.agents.demo import DemoEngine
 from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
+from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
@@ -80,6 +81,12 @@ class Container(containers.DeclarativeContainer):
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)
     authenticator = providers.Singleton(
         ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled
+    )
+
+    socket_settings = providers.Factory(
+        SocketSettings,
+        send_buffer=settings.provided.ws_send_buffer,
+        max_frame_bytes=settings.provided.max_frame_bytes,
     )
 
     chat_service = providers.Factory(

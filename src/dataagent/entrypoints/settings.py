@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     replay_ttl: float = Field(600, gt=0)
     expiry_interval: float = Field(60, gt=0)
 
+    # WebSocket
+    ws_send_buffer: int = Field(1000, ge=16)
+    ws_ping_interval: float = Field(20, gt=0)
+    ws_ping_timeout: float = Field(20, gt=0)
+
     # Broker
     broker: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -87,6 +87,9 @@ class InMemoryRunBroker:
         complete = after_seq == channel.seq or (bool(held) and held[0].seq == after_seq + 1)
         return held, complete
 
+    async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
+        return self._replay(self._channel(session_id), after_seq)
+
     async def last_seq(self, session_id: str) -> int:
         return self._channel(session_id).seq
 

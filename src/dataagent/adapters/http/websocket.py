@@ -1,0 +1,283 @@
+"""WebSocket /ws/chat/{session_id}: streaming chat, approvals, cancel and resume (PROTOCOL.md).
+
+One reader task acts on client frames at all times; one writer task sends the session's events and this
+socket's own frames from a bounded subscription. A run belongs to the run manager, not to the socket.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, WebSocket
+
+from dataagent.adapters.http.auth import presented_key
+from dataagent.adapters.http.schemas import event_dict, iso
+from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.capacity import Capacity
+from dataagent.application.chat import ChatService
+from dataagent.application.ports import RunBroker
+from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
+from dataagent.domain.errors import DataAgentError, InvalidInputError
+from dataagent.domain.events import RunEvent
+from dataagent.domain.models import SESSION_ID_PATTERN, Session
+
+log = logging.getLogger("dataagent.ws")
+router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_SESSION = 4400
+CLOSE_NOT_FOUND = 4404
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSettings:
+    send_buffer: int = 1000
+    max_frame_bytes: int = 1024 * 1024
+
+
+def encode(event: RunEvent) -> str:
+    """The event's JSON frame, encoded once and shared by every socket that sends it."""
+    if event.wire is None:
+        event.wire = orjson.dumps(event_dict(event)).decode()
+    return event.wire
+
+
+def local_frame(session_id: str, event_type: str, data: dict[str, Any], run_id: str | None = None) -> str:
+    """A frame for one socket only (connected, pong, errors about its own frames): it carries no seq."""
+    return orjson.dumps({
+        "event_type": event_type, "data": data, "timestamp": iso(datetime.now(UTC)),
+        "session_id": session_id, "run_id": run_id,
+    }).decode()
+
+
+def error_frame(session_id: str, code: str, message: str, recoverable: bool = True) -> str:
+    return local_frame(session_id, "error", {"error_code": code, "message": message, "recoverable": recoverable})
+
+
+@router.websocket("/ws/chat/{session_id}")
+@inject
+async def chat_socket(
+    websocket: WebSocket,
+    session_id: str,
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    capacity: Annotated[Capacity, Depends(Provide["capacity"])],
+    chat: Annotated[ChatService, Depends(Provide["chat_service"])],
+    broker: Annotated[RunBroker, Depends(Provide["broker"])],
+    settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
+) -> None:
+    await websocket.accept()
+    principal = authenticator.authenticate(presented_key(websocket.headers, websocket.query_params))
+    if principal is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid API key is required")
+        return
+    if not SESSION_ID_PATTERN.match(session_id):
+        await websocket.close(CLOSE_BAD_SESSION, "session_id must be 1..64 characters of [A-Za-z0-9_-]")
+        return
+    if not capacity.try_acquire():
+        await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
+        return
+    connection = _Connection(websocket, principal, session_id, chat, broker, capacity, settings)
+    try:
+        await connection.serve()
+    finally:
+        connection.release_slot()
+        if connection.subscription is not None:
+            connection.subscription.close()
+
+
+class _Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: str,
+        session_id: str,
+        chat: ChatService,
+        broker: RunBroker,
+        capacity: Capacity,
+        settings: SocketSettings,
+    ) -> None:
+        self.ws = websocket
+        self.principal = principal
+        self.sid = session_id
+        self.chat = chat
+        self.broker = broker
+        self.capacity = capacity
+        self.settings = settings
+        self.subscription: Subscription | None = None
+        self.owned = False  # the session exists and is ours (else it may be created by our first chat)
+        self.replay_floor: int | None = None  # seqs at and above it were sent (or are queued) to this socket
+        self._released = False
+
+    def release_slot(self) -> None:
+        """Give back the capacity slot (once): when the socket ends, or as soon as it overflows."""
+        if not self._released:
+            self._released = True
+            self.capacity.release()
+
+    async def serve(self) -> None:
+        session = await self._session_or_none()
+        if session is not None and not session.is_owned_by(self.principal):
+            await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
+            await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
+            return
+        self.owned = session is not None
+        after_seq, bad_after = _after_seq(self.ws.query_params.get("after_seq"))
+        subscription = await self.broker.subscribe(self.sid, after_seq, self.settings.send_buffer)
+        subscription.on_overflow = self.release_slot
+        self.subscription = subscription
+        last_seq = await self.broker.last_seq(self.sid)
+        self.replay_floor = subscription.replayed[0].seq if subscription.replayed else last_seq + 1
+        connected: dict[str, Any] = {
+            "session_id": self.sid, "active_run_id": await self.broker.active_run(self.sid), "last_seq": last_seq,
+        }
+        if after_seq is not None:
+            connected["recovered"] = subscription.recovered
+        await self._send(local_frame(self.sid, "connected", connected))
+        if bad_after:
+            subscription.put_local(error_frame(self.sid, "validation_error", "after_seq must be an integer"))
+        writer = asyncio.create_task(self._write(subscription), name=f"ws-writer:{self.sid}")
+        try:
+            await self._read(subscription, writer)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _session_or_none(self) -> Session | None:
+        return await self.chat.peek_session(self.sid)
+
+    async def _is_ours(self) -> bool:
+        """True once the session exists and belongs to this socket's principal."""
+        if not self.owned:
+            session = await self.chat.peek_session(self.sid)
+            self.owned = session is not None and session.is_owned_by(self.principal)
+        return self.owned
+
+    # -- writer -------------------------------------------------------------------------------------
+
+    async def _write(self, subscription: Subscription) -> None:
+        try:
+            if subscription.replayed and await self._is_ours():
+                for event in subscription.replayed:
+                    await self._send(encode(event))
+            while True:
+                for item in await subscription.get_batch():
+                    if isinstance(item, str):
+                        await self._send(item)
+                    elif self.owned or await self._claim_ownership():
+                        await self._send(encode(item))
+        except SlowConsumerError:
+            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow_consumer: reconnect with after_seq")
+        except (SubscriptionClosedError, OSError, RuntimeError):
+            return
+
+    async def _claim_ownership(self) -> bool:
+        """The session did not exist at connect: check, on its first event, that it is ours."""
+        if await self._is_ours():
+            return True
+        await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
+        await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
+        raise SubscriptionClosedError()
+
+    async def _send(self, text: str) -> None:
+        await self.ws.send({"type": "websocket.send", "text": text})
+
+    # -- reader -------------------------------------------------------------------------------------
+
+    async def _read(self, subscription: Subscription, writer: asyncio.Task[None]) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+            if len(raw) > self.settings.max_frame_bytes or len(raw.encode()) > self.settings.max_frame_bytes:
+                await self.ws.close(CLOSE_TOO_BIG, "frame too large")
+                return
+            if writer.done():
+                return
+            await self._handle(subscription, raw)
+
+    async def _handle(self, subscription: Subscription, raw: str) -> None:
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            subscription.put_local(error_frame(self.sid, "validation_error", "frame is not valid JSON"))
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        payload = frame.get("payload", {}) if isinstance(frame, dict) else None
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None or not isinstance(payload, dict):
+            subscription.put_local(error_frame(
+                self.sid, "validation_error", f"unknown frame type {kind!r} or payload not an object"
+            ))
+            return
+        try:
+            await handler(self, subscription, payload)
+        except DataAgentError as exc:
+            subscription.put_local(error_frame(self.sid, exc.code, exc.message))
+
+    async def _on_chat(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        metadata = payload.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInputError("metadata must be an object")
+        await self.chat.start(self.principal, payload.get("message"), self.sid, metadata)  # type: ignore[arg-type]
+        self.owned = True
+
+    async def _on_decision(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        interrupt_id = payload.get("interrupt_id")
+        if interrupt_id is not None and not isinstance(interrupt_id, str):
+            raise InvalidInputError("interrupt_id must be a string")
+        await self.chat.decide(self.principal, self.sid, interrupt_id, payload.get("decisions"))
+
+    async def _on_cancel(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        run_id = payload.get("run_id")
+        await self.chat.cancel(self.principal, self.sid, run_id if isinstance(run_id, str) else None, wait=False)
+
+    async def _on_ping(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        subscription.put_local(local_frame(self.sid, "pong", {}))
+
+    async def _on_resume(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        after_seq = payload.get("after_seq")
+        if not isinstance(after_seq, int) or isinstance(after_seq, bool):
+            raise InvalidInputError("after_seq must be an integer")
+        if not await self._is_ours():
+            return
+        held, complete = await self.broker.replay(self.sid, after_seq)
+        floor = self.replay_floor if self.replay_floor is not None else after_seq + 1
+        missing = [e for e in held if e.seq < floor]  # later ones were sent, or are queued, already
+        if missing:
+            self.replay_floor = missing[0].seq
+        if not complete:
+            subscription.put_local(error_frame(
+                self.sid, "replay_unavailable", "Events after after_seq are no longer held; reload the history"
+            ))
+        for event in missing:
+            subscription.put_local(encode(event))
+
+
+_HANDLERS = {
+    "chat": _Connection._on_chat,
+    "hitl_decision": _Connection._on_decision,
+    "cancel": _Connection._on_cancel,
+    "ping": _Connection._on_ping,
+    "resume": _Connection._on_resume,
+}
+
+
+def _after_seq(raw: str | None) -> tuple[int | None, bool]:
+    if raw is None:
+        return None, False
+    try:
+        return int(raw), False
+    except ValueError:
+        return None, True
