@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
+import websockets
+from dependency_injector import providers
 from fastapi import FastAPI
 
 from dataagent.entrypoints.app import create_app
+from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.settings import Settings
 
 KEY_A = "key-alpha-0123456789"
@@ -59,10 +63,18 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings | None = None, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
-    """Run the real app under uvicorn on a free 127.0.0.1 port inside the test's event loop."""
+async def live_server(
+    settings: Settings | None = None, engine: Any = None, **uvicorn_options: Any
+) -> AsyncIterator[LiveServer]:
+    """Run the real app under uvicorn on a free 127.0.0.1 port inside the test's event loop.
+
+    `engine` replaces the configured agent engine (through the container's override, no patching).
+    """
     settings = settings or make_settings()
-    app = create_app(settings)
+    container = Container(settings=settings)
+    if engine is not None:
+        container.engine.override(providers.Object(engine))
+    app = create_app(settings, container)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on",
         ws_max_size=settings.max_frame_bytes, **uvicorn_options,
@@ -154,3 +166,40 @@ def wait_healthy(server: ServerProcess, timeout: float = 20) -> None:
 
 def cli_command() -> list[str]:
     return [sys.executable, "-m", "dataagent.entrypoints.cli"]
+
+
+class WsClient:
+    """A thin wrapper of a `websockets` client connection speaking PROTOCOL.md frames."""
+
+    def __init__(self, connection: Any) -> None:
+        self.conn = connection
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, frame_type: str, **payload: Any) -> None:
+        await self.conn.send(orjson.dumps({"type": frame_type, "payload": payload}).decode())
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        frame = orjson.loads(await asyncio.wait_for(self.conn.recv(), timeout))
+        self.frames.append(frame)
+        return dict(frame)
+
+    async def until(self, event_type: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Frames received up to and including the next `event_type` frame."""
+        out: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                out.append(frame)
+                if frame["event_type"] == event_type:
+                    return out
+
+
+@contextlib.asynccontextmanager
+async def ws_connect(
+    srv: LiveServer, session_id: str, key: str | None = KEY_A, query: str = "", **kwargs: Any
+) -> AsyncIterator[WsClient]:
+    """A socket on /ws/chat/{session_id} with the key as `?api_key=`; the `connected` frame is left unread."""
+    params = [p for p in (f"api_key={key}" if key else "", query) if p]
+    url = f"{srv.ws_url}/ws/chat/{session_id}" + ("?" + "&".join(params) if params else "")
+    async with websockets.connect(url, open_timeout=10, **kwargs) as conn:
+        yield WsClient(conn)

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -74,13 +76,51 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
              settings.broker, container.engine().name)
     sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
+    restore_signals = _cancel_runs_on_signal(container)
     try:
         yield {}
     finally:
+        restore_signals()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await stop_services(container)
+
+
+def _cancel_runs_on_signal(container: Container) -> Callable[[], None]:
+    """On SIGTERM/SIGINT, cancel and persist running answers at once, then let uvicorn shut down.
+
+    uvicorn closes sockets (1012) and waits for open requests before the lifespan ends; cancelling the runs
+    first lets their `done` reach the sockets and lets waiting REST chats return. Returns an undo.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def cancel_runs() -> None:
+        task = loop.create_task(container.run_manager().shutdown(reason="shutdown"))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    originals: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        originals[sig] = previous
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(cancel_runs)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, previous in originals.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, previous)
+
+    return restore
 
 
 async def _expire_forever(container: Container, settings: Settings) -> None:
