@@ -44,4 +44,5 @@ def configure_logging(level: str) -> None:
     numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("dataagent").setLevel(numeric)
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # it warns on every non-SQL command it falls back on
     install_redaction()

@@ -22,7 +22,7 @@ from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.ports import RunBroker
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
-from dataagent.domain.errors import DataAgentError, InvalidInputError
+from dataagent.domain.errors import DataAgentError, InterruptNotFoundError, InvalidInputError, NoActiveRunError
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import SESSION_ID_PATTERN, Session
 
@@ -233,13 +233,20 @@ class _Connection:
         await self.chat.start(self.principal, payload.get("message"), self.sid, metadata)  # type: ignore[arg-type]
         self.owned = True
 
+    async def _require_session(self, missing: DataAgentError) -> None:
+        """An id nobody uses yet has no run and no approval: say so rather than session_not_found."""
+        if not self.owned and await self.chat.peek_session(self.sid) is None:
+            raise missing
+
     async def _on_decision(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        await self._require_session(InterruptNotFoundError("No approval is pending in this session"))
         interrupt_id = payload.get("interrupt_id")
         if interrupt_id is not None and not isinstance(interrupt_id, str):
             raise InvalidInputError("interrupt_id must be a string")
         await self.chat.decide(self.principal, self.sid, interrupt_id, payload.get("decisions"))
 
     async def _on_cancel(self, subscription: Subscription, payload: dict[str, Any]) -> None:
+        await self._require_session(NoActiveRunError())
         run_id = payload.get("run_id")
         await self.chat.cancel(self.principal, self.sid, run_id if isinstance(run_id, str) else None, wait=False)
 
