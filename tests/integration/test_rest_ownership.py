@@ -79,8 +79,6 @@ async def test_a_foreign_session_looks_exactly_like_a_missing_one() -> None:
                 {k: v for k, v in missing.json().items() if k != "request_id"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: /chat/{id}/hitl validates the body before the session's owner, "
-                   "so a malformed decision on a foreign session is 422, not 404 session_not_found")
 async def test_a_decision_with_any_body_on_a_foreign_session_is_404() -> None:
     async with live_server() as srv, srv.client(KEY_A) as alice, srv.client(KEY_B) as bob:
         await alice.post("/api/v1/chat", json={"message": "hi", "session_id": "alice-h"})

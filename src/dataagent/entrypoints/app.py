@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, health, sessions, websocket
+from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from dataagent.entrypoints.container import Container, start_services, stop_services
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth, websocket], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, auth, deps, websocket], warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -73,6 +73,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     container: Container = app.state.container
     settings: Settings = app.state.settings
     await start_services(container)
+    install_redaction()  # again: uvicorn's logging set-up may have replaced the handlers since create_app
     log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
              settings.broker, container.engine().name)
     sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET_QUERY = re.compile(r"((?:api_key|apikey|token)=)[^&\s\"']+", re.IGNORECASE)
-_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dataagent")
+# `api_key=`, also with its underscore percent-encoded (`api%5Fkey=`), as Starlette decodes both
+_SECRET_QUERY = re.compile(r"((?:api(?:_|%5f)key|apikey|token)=)[^&\s\"'\\]+", re.IGNORECASE)
+_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "dataagent")
 
 
 def redact(text: str) -> str:
@@ -17,12 +18,10 @@ class RedactSecretsFilter(logging.Filter):
     """Rewrites `api_key=...` in a record's message and arguments to `api_key=***`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        message = record.getMessage()  # arguments of any type (bytes in an ASGI scope at trace level)
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 

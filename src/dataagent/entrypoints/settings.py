@@ -21,16 +21,22 @@ def parse_list(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a valid JSON list: {exc.msg}") from None
-        else:
+        decoded = _json_list(text) if text.startswith("[") else None
+        if decoded is None:
             return [part.strip() for part in text.split(",") if part.strip()]
+        value = decoded
     if isinstance(value, list | tuple):
         return [str(v).strip() for v in value if str(v).strip()]
     raise ValueError("must be a comma-separated list or a JSON list")
+
+
+def _json_list(text: str) -> list[Any] | None:
+    """The JSON list `text` is, or None (then it is the comma form, e.g. a first key starting with `[`)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) else None
 
 
 class Settings(BaseSettings):

@@ -6,7 +6,7 @@ from typing import Annotated
 from dependency_injector.wiring import inject
 from fastapi import APIRouter, Body
 
-from dataagent.adapters.http.deps import Chat, Principal, Slots
+from dataagent.adapters.http.deps import Chat, OwnedSessionId, Principal, Slots
 from dataagent.adapters.http.schemas import (
     CancelRequest,
     CancelResponse,
@@ -66,7 +66,7 @@ async def cancel(
 @router.post("/chat/{session_id}/hitl")
 @inject
 async def decide(
-    session_id: str,
+    session_id: OwnedSessionId,
     body: HitlRequest,
     principal: Principal,
     service: Chat,

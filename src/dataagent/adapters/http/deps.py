@@ -1,10 +1,8 @@
 """Annotated dependencies of the routes: the caller's principal and the services, by container name."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
-from dependency_injector.wiring import Provide
+from dependency_injector.wiring import Provide, inject
 from fastapi import Depends
 
 from dataagent.adapters.http.auth import require_principal
@@ -18,3 +16,17 @@ Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Sessions = Annotated[SessionService, Depends(Provide["session_service"])]
 Status = Annotated[StatusService, Depends(Provide["status_service"])]
 Slots = Annotated[Capacity, Depends(Provide["capacity"])]
+
+
+@inject
+async def owned_session_id(
+    session_id: str,
+    principal: Principal,
+    chat: Annotated[ChatService, Depends(Provide["chat_service"])],
+) -> str:
+    """The path's session id, once it is known to be the caller's (404 before any body is validated)."""
+    await chat.owned_session(principal, session_id)
+    return session_id
+
+
+OwnedSessionId = Annotated[str, Depends(owned_session_id)]
