@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         "host": settings.host, "port": settings.port, "log_level": settings.log_level,
         "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
+        "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
 
     # WebSocket
     ws_send_buffer: int = Field(1000, ge=16)
+    ws_compression: Literal["none", "deflate"] = "none"
     ws_ping_interval: float = Field(20, gt=0)
     ws_ping_timeout: float = Field(20, gt=0)
 
