@@ -190,12 +190,20 @@ class RunManager:
     async def _drive(self, live: _LiveRun, ctx: RunContext) -> None:
         error: DataAgentError | None = None
         agen = self._engine.stream(ctx)
+        run = live.run
         with live.scope:
             try:
                 async for output in agen:
                     if live.cancel_reason is not None:
                         break
-                    await self._apply(live, output)
+                    if type(output) is TextDelta:  # the hot path: no await, no dispatch
+                        if output.content:
+                            run.text.append(output.content)
+                            self._broker.publish(
+                                run.session_id, run.run_id, "text", {"content": output.content, "is_final": False}
+                            )
+                    else:
+                        await self._apply(live, output)
             except DataAgentError as exc:
                 error = exc
             except Exception as exc:

@@ -72,14 +72,11 @@ class DemoEngine:
         self._db = database
         self._policy = hitl_policy
 
-    async def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
+    def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
         if sql is None or self._db is None:
-            async for output in self._say(demo_answer(ctx.question), self._chunks):
-                yield output
-            return
-        async for output in self._run_sql(ctx, sql):
-            yield output
+            return self._say(demo_answer(ctx.question), self._chunks)  # no extra generator hop per chunk
+        return self._run_sql(ctx, sql)
 
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
         assert self._db is not None

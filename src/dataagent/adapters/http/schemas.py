@@ -10,10 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import Message, Session
 
+_SECOND_PREFIX: tuple[tuple[int, ...], str] = ((), "")
+
 
 def iso(value: datetime) -> str:
-    """ISO-8601 UTC with microseconds."""
-    return value.isoformat(timespec="microseconds")
+    """ISO-8601 UTC with microseconds (the date-time prefix is formatted once per second)."""
+    global _SECOND_PREFIX
+    key = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    if _SECOND_PREFIX[0] != key or value.utcoffset():
+        if value.utcoffset():
+            return value.isoformat(timespec="microseconds")
+        _SECOND_PREFIX = (key, value.isoformat(timespec="seconds")[:19])
+    return f"{_SECOND_PREFIX[1]}.{value.microsecond:06d}+00:00"
 
 
 def event_dict(event: RunEvent) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import orjson
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, WebSocket
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 
 from dataagent.adapters.http.auth import presented_key
 from dataagent.adapters.http.schemas import event_dict, iso
@@ -176,8 +176,8 @@ class _Connection:
                         await self._send(encode(item))
         except SlowConsumerError:
             await self.ws.close(CLOSE_SLOW_CONSUMER, "slow_consumer: reconnect with after_seq")
-        except (SubscriptionClosedError, OSError, RuntimeError):
-            return
+        except (SubscriptionClosedError, WebSocketDisconnect, OSError, RuntimeError):
+            return  # the socket is gone or closing: the reader sees the disconnect
 
     async def _claim_ownership(self) -> bool:
         """The session did not exist at connect: check, on its first event, that it is ours."""

@@ -57,14 +57,15 @@ class InMemoryRunBroker:
         return channel
 
     def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
-        channel = self._channel(session_id)
+        channel = self._channels.get(session_id) or self._channel(session_id)
         channel.seq += 1
         event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
         channel.held.append(event)
-        channel.last_used = time.monotonic()
-        if event_type == EventType.RUN_STARTED:
-            channel.run_start_seq = event.seq
-        for subscriber in tuple(channel.subscribers):
+        if event_type != "text":  # per-token work kept to the minimum; a run's start and end touch the channel
+            channel.last_used = time.monotonic()
+            if event_type == EventType.RUN_STARTED:
+                channel.run_start_seq = event.seq
+        for subscriber in channel.subscribers:  # put() never changes the set synchronously
             subscriber.put(event)
         return event
 
