@@ -134,6 +134,7 @@ class RunControl:
 
 
 ControlHandler = Callable[[RunControl], Awaitable[None]]
+OrphanHandler = Callable[[str, str], Awaitable[None]]  # (session_id, run_id) of a run whose owner died
 
 
 class RunBroker(Protocol):
@@ -157,6 +158,23 @@ class RunBroker(Protocol):
 
     async def claim_run(self, session_id: str, run_id: str) -> bool:
         """Make `run_id` the session's one active run, owned by this process; False if another runs."""
+        ...
+
+    @property
+    def lease_renew_interval_s(self) -> float | None:
+        """How often an owner renews its runs' leases and checkpoints them; None: one process, no leases."""
+        ...
+
+    async def renew_runs(self, checkpoints: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Renew the leases of these (session_id, run_id) runs and store their checkpoints (partial text...)."""
+        ...
+
+    async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
+        """The last checkpoint an owner stored for the run, or None."""
+        ...
+
+    def on_orphan(self, handler: OrphanHandler) -> None:
+        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it."""
         ...
 
     async def release_run(self, session_id: str, run_id: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from dataagent.application.failover import OrphanCloser, keep_leases
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
@@ -75,6 +76,14 @@ class _LiveRun:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def _checkpoint(run: ChatRun) -> dict[str, Any]:
+    """What another process needs to close the run if this one dies: its text so far and tool calls."""
+    return {
+        "text": run.content, "tool_calls": run.tool_calls,
+        "token_usage": run.token_usage.as_dict() if run.token_usage else None,
+    }
+
+
 class RunManager:
     """Starts runs as tasks it owns; cancels them at the engine's next await; ends each exactly once."""
 
@@ -95,7 +104,9 @@ class RunManager:
         self._settings = settings or RunSettings()
         self._runs: dict[str, _LiveRun] = {}
         self._closing = False
+        self._keeper: asyncio.Task[None] | None = None
         broker.on_control(self._on_control)
+        broker.on_orphan(OrphanCloser(repository, broker, clock, ids).close)
 
     @property
     def active_runs(self) -> int:
@@ -135,6 +146,7 @@ class RunManager:
             load_history=partial(self._load_history, sid, run.user_message_id),
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
+        self._ensure_keeper()
         return run
 
     async def cancel(
@@ -165,6 +177,20 @@ class RunManager:
         with anyio.move_on_after(timeout_s):
             for live in lives:
                 await live.finished.wait()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
+    def checkpoints(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(session_id, run_id) -> what another process needs to close the run if this one dies."""
+        return {(live.run.session_id, run_id): _checkpoint(live.run) for run_id, live in self._runs.items()}
+
+    def _ensure_keeper(self) -> None:
+        interval = self._broker.lease_renew_interval_s
+        if interval is not None and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.create_task(keep_leases(self, self._broker, interval), name="run-leases")
 
     # -- control from the broker (this process owns the run) ------------------------------------
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dataagent.application.ports import ControlHandler, RunControl
+from dataagent.application.ports import ControlHandler, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.events import EventType, RunEvent
 
@@ -109,6 +109,19 @@ class InMemoryRunBroker:
     async def active_run(self, session_id: str) -> str | None:
         channel = self._channels.get(session_id)
         return channel.active_run if channel else None
+
+    @property
+    def lease_renew_interval_s(self) -> float | None:
+        return None  # one process: a run cannot outlive its owner
+
+    async def renew_runs(self, checkpoints: dict[tuple[str, str], dict[str, Any]]) -> None:
+        return None
+
+    async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
+        return None
+
+    def on_orphan(self, handler: OrphanHandler) -> None:
+        return None
 
     async def send_control(self, control: RunControl) -> None:
         if self._handler is not None:
