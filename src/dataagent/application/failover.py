@@ -41,6 +41,9 @@ class OrphanCloser:
         self._ids = ids
 
     async def close(self, session_id: str, run_id: str) -> None:
+        session = await self._repo.get_session(session_id)
+        if session is None or session.active_run_id != run_id:
+            return  # the owner ended it (only its release was lost), or the session is gone
         state = await self._broker.load_checkpoint(session_id, run_id) or {}
         now = self._clock.now()
         meta: dict[str, Any] = {
@@ -51,9 +54,7 @@ class OrphanCloser:
         message = await self._repo.append_message(
             Message(self._ids.new_id("msg"), session_id, Role.ASSISTANT, content, now, run_id, "failed", meta)
         )
-        session = await self._repo.get_session(session_id)
-        if session is not None and session.active_run_id == run_id:
-            await self._repo.set_run_state(session_id, active_run_id=None, pending_interrupt=None, touched_at=now)
+        await self._repo.set_run_state(session_id, active_run_id=None, pending_interrupt=None, touched_at=now)
         self._broker.publish(session_id, run_id, EventType.ERROR.value, {
             "error_code": WORKER_LOST, "message": WORKER_LOST_MESSAGE, "recoverable": False,
         })

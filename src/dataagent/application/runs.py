@@ -358,7 +358,10 @@ class RunManager:
             )
         except DataAgentError:
             log.warning("run %s: could not clear the session's run state", run.run_id)
-        await self._broker.release_run(run.session_id, run.run_id)
+        try:
+            await self._broker.release_run(run.session_id, run.run_id)
+        except DataAgentError:
+            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
         self._runs.pop(run.run_id, None)
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,

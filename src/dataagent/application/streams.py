@@ -62,6 +62,10 @@ class Subscription:
 
     put_local = put
 
+    def discard_through(self, seq: int) -> None:
+        """Drop queued events numbered `seq` or lower (they were replayed already)."""
+        self._queue = [e for e in self._queue if not isinstance(e, RunEvent) or e.seq > seq]
+
     async def get_batch(self) -> list[Item]:
         """Every event buffered now (at least one), waiting if there is none."""
         while not self._queue:

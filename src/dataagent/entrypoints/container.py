@@ -13,6 +13,7 @@ from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqli
 from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.redis.broker import RedisRunBroker
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
@@ -65,6 +66,13 @@ class Container(containers.DeclarativeContainer):
             InMemoryRunBroker,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
+        ),
+        redis=providers.Singleton(
+            RedisRunBroker,
+            url=settings.provided.redis_url,
+            replay_events=settings.provided.replay_events,
+            replay_ttl_s=settings.provided.replay_ttl,
+            lease_s=settings.provided.run_lease,
         ),
     )
     engine = providers.Singleton(build_engine, settings)
