@@ -139,7 +139,8 @@ class RecordedRequest:
 
     @property
     def model(self) -> str | None:
-        return self.get("model")
+        model = self.get("model")
+        return model if isinstance(model, str) else None
 
     @property
     def stream(self) -> bool:

@@ -343,6 +343,21 @@ async def test_cancelling_the_consumer_closes_the_stream(
     assert len(received) < 50
 
 
+async def test_client_timing_out_a_slow_non_streaming_request_is_a_disconnect(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.add_text("slow answer", chunks=10, delay_s=0.1)  # answered after 10 x 0.1 s
+
+    async with openai.AsyncOpenAI(
+        base_url=fake_openai.base_url, api_key="k", max_retries=0, timeout=0.2
+    ) as impatient:
+        with pytest.raises(openai.APITimeoutError):
+            await impatient.chat.completions.create(model="m", messages=MESSAGES)
+
+    assert await fake_openai.wait_disconnect(2.0) == 1
+    assert fake_openai.completed == 0
+
+
 async def test_wait_disconnect_times_out_when_the_stream_completed(
     fake_openai: FakeOpenAI, client: openai.AsyncOpenAI
 ) -> None:
@@ -373,3 +388,13 @@ async def test_stopping_mid_stream_is_prompt_and_leaks_no_thread() -> None:
     assert len(_fake_threads()) == threads_before
     with pytest.raises(RuntimeError):
         await fake.start()
+
+
+async def test_failure_to_start_is_reported_and_leaks_no_thread() -> None:
+    threads_before = len(_fake_threads())
+
+    with pytest.raises(RuntimeError, match="did not start"):
+        async with FakeOpenAI(host="203.0.113.1"):  # TEST-NET-3: not an address of this host
+            pass
+
+    assert len(_fake_threads()) == threads_before
