@@ -336,7 +336,11 @@ class FakeOpenAI:
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
     ) -> FakeOpenAI:
-        """Answer the next request with ``text``, streamed as ``chunks`` pieces, ``delay_s`` apart."""
+        """Answer the next request with ``text``, streamed as ``chunks`` pieces.
+
+        A stream sends the role chunk at once and waits ``delay_s`` before each later chunk; a
+        non-streaming request is answered after ``delay_s * chunks``.
+        """
         return self._enqueue(
             _Turn(
                 content=text,
