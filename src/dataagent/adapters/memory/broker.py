@@ -26,10 +26,33 @@ def _seq_base() -> int:
     return int(time.time() * 1000) * 1000
 
 
+# A held text delta is kept as a tuple of atoms (seq, run_id, timestamp, content), which CPython's collector
+# stops tracking: a server holding a million deltas for replay then pays nothing for them at each GC pass.
+_HeldText = tuple[int, str | None, datetime, str]
+_Held = RunEvent | _HeldText
+
+
+def _hold(event: RunEvent) -> _Held:
+    if event.event_type == "text" and event.data.get("is_final") is False and len(event.data) == 2:
+        return (event.seq, event.run_id, event.timestamp, event.data["content"])
+    return event
+
+
+def _unhold(session_id: str, item: _Held) -> RunEvent:
+    if isinstance(item, RunEvent):
+        return item
+    seq, run_id, timestamp, content = item
+    return RunEvent("text", {"content": content, "is_final": False}, session_id, run_id, seq, timestamp)
+
+
+def _seq_of(item: _Held) -> int:
+    return item.seq if isinstance(item, RunEvent) else item[0]
+
+
 @dataclass(slots=True)
 class _Channel:
     seq: int
-    held: deque[RunEvent]
+    held: deque[_Held]
     subscribers: set[Subscription] = field(default_factory=set)
     active_run: str | None = None
     run_start_seq: int | None = None
@@ -60,7 +83,7 @@ class InMemoryRunBroker:
         channel = self._channels.get(session_id) or self._channel(session_id)
         channel.seq += 1
         event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
-        channel.held.append(event)
+        channel.held.append(_hold(event))
         if event_type != "text":  # per-token work kept to the minimum; a run's start and end touch the channel
             channel.last_used = time.monotonic()
             if event_type == EventType.RUN_STARTED:
@@ -71,25 +94,25 @@ class InMemoryRunBroker:
 
     async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
         channel = self._channel(session_id)
-        replayed, recovered = self._replay(channel, after_seq)
+        replayed, recovered = self._replay(session_id, channel, after_seq)
         subscription = Subscription(replayed, recovered, maxsize, on_close=channel.subscribers.discard)
         channel.subscribers.add(subscription)
         return subscription
 
     @staticmethod
-    def _replay(channel: _Channel, after_seq: int | None) -> tuple[list[RunEvent], bool]:
+    def _replay(session_id: str, channel: _Channel, after_seq: int | None) -> tuple[list[RunEvent], bool]:
         if after_seq is None:
             if channel.active_run is None or channel.run_start_seq is None:
                 return [], True
             after_seq = channel.run_start_seq - 1
         if after_seq > channel.seq:
             return [], False  # a seq this process never issued: from before a restart
-        held = [e for e in channel.held if e.seq > after_seq]
+        held = [_unhold(session_id, e) for e in channel.held if _seq_of(e) > after_seq]
         complete = after_seq == channel.seq or (bool(held) and held[0].seq == after_seq + 1)
         return held, complete
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        return self._replay(self._channel(session_id), after_seq)
+        return self._replay(session_id, self._channel(session_id), after_seq)
 
     async def last_seq(self, session_id: str) -> int:
         return self._channel(session_id).seq
