@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
+from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.failover import OrphanCloser, keep_leases
 from dataagent.application.ports import (
     AgentEngine,
@@ -22,14 +22,6 @@ from dataagent.application.ports import (
     RunContext,
     RunControl,
     SessionRepository,
-)
-from dataagent.domain.approvals import (
-    ApprovalAction,
-    ApprovalRequest,
-    Decision,
-    DecisionSource,
-    DecisionType,
-    InterruptRecord,
 )
 from dataagent.domain.errors import (
     AgentFailedError,
@@ -59,23 +51,6 @@ class RunSettings:
     history_limit: int = 50
 
 
-@dataclass(slots=True)
-class _PendingApproval:
-    request: ApprovalRequest
-    future: asyncio.Future[Decision]
-    published: bool = False
-
-
-@dataclass(slots=True)
-class _LiveRun:
-    run: ChatRun
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None
-    pending: _PendingApproval | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 def _checkpoint(run: ChatRun) -> dict[str, Any]:
     """What another process needs to close the run if this one dies: its text so far and tool calls."""
     return {
@@ -102,7 +77,8 @@ class RunManager:
         self._clock = clock
         self._ids = ids
         self._settings = settings or RunSettings()
-        self._runs: dict[str, _LiveRun] = {}
+        self._runs: dict[str, LiveRun] = {}
+        self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
         self._closing = False
         self._keeper: asyncio.Task[None] | None = None
         broker.on_control(self._on_control)
@@ -137,12 +113,12 @@ class RunManager:
             raise
         run.user_message_id = user_message.message_id
         run.transition(RunStatus.RUNNING)
-        live = _LiveRun(run)
+        live = LiveRun(run)
         self._runs[run_id] = live
         self._publish(run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id})
         ctx = RunContext(
             sid, run_id, question, dict(metadata),
-            request_approval=partial(self._request_approval, live),
+            request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id),
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
@@ -201,11 +177,9 @@ class RunManager:
         if control.kind == "cancel":
             self._cancel_local(live, control.reason)
         elif control.kind == "decision" and control.decision is not None:
-            pending = live.pending
-            if pending and pending.request.interrupt_id == control.interrupt_id and not pending.future.done():
-                pending.future.set_result(control.decision)
+            live.deliver(control.interrupt_id, control.decision)
 
-    def _cancel_local(self, live: _LiveRun, reason: str) -> None:
+    def _cancel_local(self, live: LiveRun, reason: str) -> None:
         if live.cancel_reason is not None or live.run.status.is_terminal:
             return
         live.cancel_reason = reason
@@ -213,7 +187,7 @@ class RunManager:
 
     # -- the run task -------------------------------------------------------------------------
 
-    async def _drive(self, live: _LiveRun, ctx: RunContext) -> None:
+    async def _drive(self, live: LiveRun, ctx: RunContext) -> None:
         error: DataAgentError | None = None
         agen = self._engine.stream(ctx)
         run = live.run
@@ -240,7 +214,7 @@ class RunManager:
                 await agen.aclose()
             await self._finish(live, error)
 
-    async def _apply(self, live: _LiveRun, output: AgentOutput) -> None:
+    async def _apply(self, live: LiveRun, output: AgentOutput) -> None:
         run = live.run
         if isinstance(output, TextDelta):
             if output.content:
@@ -258,7 +232,7 @@ class RunManager:
         elif isinstance(output, UsageReported):
             run.add_usage(output.usage)
 
-    async def _record_tool_result(self, live: _LiveRun, output: ToolCompleted) -> None:
+    async def _record_tool_result(self, live: LiveRun, output: ToolCompleted) -> None:
         run = live.run
         meta: dict[str, Any] = {
             "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status,
@@ -286,65 +260,12 @@ class RunManager:
         )
         return page.messages
 
-    # -- approvals ----------------------------------------------------------------------------
-
-    async def _request_approval(self, live: _LiveRun, action: ApprovalAction) -> Decision:
-        run = live.run
-        now = self._clock.now()
-        request = ApprovalRequest(
-            self._ids.new_id("int"), run.session_id, run.run_id, action,
-            now + timedelta(seconds=self._settings.hitl_timeout_s),
-        )
-        pending = _PendingApproval(request, asyncio.get_running_loop().create_future())
-        live.pending = pending
-        with anyio.CancelScope(shield=True):
-            await self._repo.save_interrupt(InterruptRecord(request))
-            await self._repo.set_run_state(
-                run.session_id, active_run_id=run.run_id, pending_interrupt=request.event_data()
-            )
-        await anyio.lowlevel.checkpoint()  # a cancel that came during the write ends the run here
-        run.transition(RunStatus.AWAITING_APPROVAL)
-        self._publish(run, EventType.HITL, request.event_data())
-        pending.published = True
-        decision: Decision | None = None
-        with anyio.move_on_after(self._settings.hitl_timeout_s):
-            decision = await pending.future
-        if decision is None:
-            decision = await self._resolve_timeout(request)
-        live.pending = None
-        with anyio.CancelScope(shield=True):
-            await self._repo.set_run_state(run.session_id, active_run_id=run.run_id, pending_interrupt=None)
-        run.transition(RunStatus.RUNNING)
-        self._publish_resolved(run, request, decision)
-        return decision
-
-    async def _resolve_timeout(self, request: ApprovalRequest) -> Decision:
-        decision = Decision(DecisionType.REJECT, message="No decision before the timeout",
-                            source=DecisionSource.TIMEOUT)
-        return await self._resolve_as(request, decision)
-
-    async def _resolve_as(self, request: ApprovalRequest, decision: Decision) -> Decision:
-        """Record `decision` unless another won the race; return the decision that stands."""
-        with anyio.CancelScope(shield=True):
-            won = await self._repo.resolve_interrupt(
-                request.session_id, request.interrupt_id, decision, self._clock.now()
-            )
-            if won:
-                return decision
-            record = await self._repo.get_interrupt(request.session_id, request.interrupt_id)
-        return record.decision if record and record.decision else decision
-
-    def _publish_resolved(self, run: ChatRun, request: ApprovalRequest, decision: Decision) -> None:
-        self._publish(run, EventType.HITL_RESOLVED, {
-            "interrupt_id": request.interrupt_id, "decision": decision.as_dict(),
-        })
-
     # -- the end of a run -----------------------------------------------------------------------
 
-    async def _finish(self, live: _LiveRun, error: DataAgentError | None) -> None:
+    async def _finish(self, live: LiveRun, error: DataAgentError | None) -> None:
         run = live.run
         if live.pending is not None:
-            await self._close_pending(live)
+            await self._approvals.close_pending(live)
         status = self._final_status(live, error)
         if status is RunStatus.COMPLETED:
             self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
@@ -373,17 +294,7 @@ class RunManager:
         self._publish(run, EventType.DONE, done)
         live.finished.set()
 
-    async def _close_pending(self, live: _LiveRun) -> None:
-        pending = live.pending
-        assert pending is not None
-        live.pending = None
-        source = DecisionSource.CANCEL if live.cancel_reason else DecisionSource.TIMEOUT
-        reason = f"Run ended ({live.cancel_reason or 'failed'}) before a decision"
-        decision = await self._resolve_as(pending.request, Decision(DecisionType.REJECT, None, reason, source))
-        if pending.published:
-            self._publish_resolved(live.run, pending.request, decision)
-
-    def _final_status(self, live: _LiveRun, error: DataAgentError | None) -> RunStatus:
+    def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
         if live.cancel_reason is not None:
             live.run.reason = live.cancel_reason
             return RunStatus.CANCELLED
@@ -394,7 +305,7 @@ class RunManager:
         return RunStatus.COMPLETED
 
     async def _persist_answer(
-        self, live: _LiveRun, status: RunStatus, error: DataAgentError | None
+        self, live: LiveRun, status: RunStatus, error: DataAgentError | None
     ) -> tuple[str | None, RunStatus]:
         run = live.run
         meta: dict[str, Any] = {
