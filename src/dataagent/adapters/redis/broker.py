@@ -32,56 +32,26 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dataagent.adapters.redis.codec import (
+    CLAIM,
+    LAST_SEQ,
+    RELEASE,
+    decode_event,
+    encode_event,
+    floor_seq,
+    replay_from,
+)
 from dataagent.application.ports import ControlHandler, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import Decision
 from dataagent.domain.errors import BrokerUnavailableError
-from dataagent.domain.events import EventType, RunEvent
+from dataagent.domain.events import RunEvent
 
 log = logging.getLogger("dataagent.redis")
 T = TypeVar("T")
 
 PREFIX = "da:"
 OUTBOX_LIMIT = 10_000  # events kept per session while Redis is unreachable
-
-# Claim: refuse if a run holds the session; else record the run and its lease, and return the last issued seq.
-# A session's numbering starts at a clock-based floor, so a seq key that expired or a Redis that lost its data
-# never lets a seq be reused; afterwards it goes on +1 whichever process runs the session.
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-return tonumber(redis.call('GET', KEYS[3]) or ARGV[4])
-"""
-# Release: only the claimant removes its claim; the seq counter moves up to the last seq it issued.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('ZREM', KEYS[2], ARGV[2])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[3]) > last then last = tonumber(ARGV[3]) end
-redis.call('SET', KEYS[3], last, 'PX', ARGV[4])
-return 1
-"""
-# The last issued seq of a session, starting its numbering at the floor if it has none.
-_LAST_SEQ = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-return tonumber(redis.call('GET', KEYS[1]))
-"""
-
-
-def _floor_seq() -> int:
-    """The clock-based lowest seq a new numbering may start from (see the memory broker)."""
-    return int(time.time() * 1000) * 1000
-
-
-def _encode_event(event: RunEvent) -> dict[str, Any]:
-    return {"t": event.event_type, "d": event.data, "r": event.run_id, "s": event.seq,
-            "ts": event.timestamp.timestamp()}
-
-
-def _decode_event(session_id: str, raw: dict[str, Any]) -> RunEvent:
-    return RunEvent(raw["t"], raw["d"], session_id, raw["r"], raw["s"], datetime.fromtimestamp(raw["ts"], UTC))
-
 
 @dataclass(slots=True)
 class _Channel:
@@ -117,9 +87,9 @@ class RedisRunBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._claim = self._redis.register_script(_CLAIM)
-        self._release = self._redis.register_script(_RELEASE)
-        self._last_seq = self._redis.register_script(_LAST_SEQ)
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._last_seq = self._redis.register_script(LAST_SEQ)
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -184,7 +154,7 @@ class RedisRunBroker:
             channel.outbox = []
         pipe = self._redis.pipeline(transaction=False)
         for sid, _, events in batches:
-            payload = orjson.dumps([_encode_event(e) for e in events])
+            payload = orjson.dumps([encode_event(e) for e in events])
             # the entry id is the batch's last seq: trimming by MINID keeps the last `replay_events` events
             last = events[-1].seq
             pipe.xadd(self._k("ev", sid), {"o": self.owner, "e": payload}, id=f"{last}-0",
@@ -199,7 +169,7 @@ class RedisRunBroker:
 
     async def _held(self, session_id: str) -> tuple[list[RunEvent], str]:
         entries = await self._call(self._redis.xrange(self._k("ev", session_id)))
-        events = [_decode_event(session_id, raw) for _, fields in entries for raw in orjson.loads(fields[b"e"])]
+        events = [decode_event(session_id, raw) for _, fields in entries for raw in orjson.loads(fields[b"e"])]
         last_id = entries[-1][0].decode() if entries else "0-0"
         return events, last_id
 
@@ -218,7 +188,7 @@ class RedisRunBroker:
         if not channel.publishing and channel.stream_id == "0-0":
             channel.stream_id = last_id
             channel.seq = max(channel.seq, stored, held[-1].seq if held else 0)
-        subscription.replayed, subscription.recovered = _replay(held, after_seq, active, channel.seq)
+        subscription.replayed, subscription.recovered = replay_from(held, after_seq, active, channel.seq)
         if subscription.replayed:
             subscription.discard_through(subscription.replayed[-1].seq)
         return subscription
@@ -226,7 +196,7 @@ class RedisRunBroker:
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
         await self._flush(only=session_id)
         held, _ = await self._held(session_id)
-        return _replay(held, after_seq, None, max(self._channel(session_id).seq, held[-1].seq if held else 0))
+        return replay_from(held, after_seq, None, max(self._channel(session_id).seq, held[-1].seq if held else 0))
 
     async def last_seq(self, session_id: str) -> int:
         channel = self._channel(session_id)
@@ -236,7 +206,7 @@ class RedisRunBroker:
 
     async def _stored_seq(self, session_id: str) -> int:
         value = await self._call(self._last_seq(
-            keys=[self._k("seq", session_id)], args=[_floor_seq(), self._replay_ttl_ms * 100]))
+            keys=[self._k("seq", session_id)], args=[floor_seq(), self._replay_ttl_ms * 100]))
         return int(value)
 
     async def _watch_forever(self) -> None:
@@ -264,7 +234,7 @@ class RedisRunBroker:
             if fields[b"o"].decode() == self.owner or channel.publishing:
                 continue
             for raw in orjson.loads(fields[b"e"]):
-                event = _decode_event(session_id, raw)
+                event = decode_event(session_id, raw)
                 if event.seq <= channel.seq:
                     continue
                 channel.seq = event.seq
@@ -277,7 +247,7 @@ class RedisRunBroker:
         expiry = int(time.time() * 1000) + self._lease_ms
         last = await self._call(self._claim(
             keys=[self._k("run", session_id), self._k("leases"), self._k("seq", session_id)],
-            args=[f"{run_id}|{self.owner}", self._member(session_id, run_id), expiry, _floor_seq()],
+            args=[f"{run_id}|{self.owner}", self._member(session_id, run_id), expiry, floor_seq()],
         ))
         if int(last) < 0:
             return False
@@ -430,26 +400,3 @@ class RedisRunBroker:
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
-
-
-def _replay(
-    held: list[RunEvent], after_seq: int | None, active_run: str | None, known_seq: int
-) -> tuple[list[RunEvent], bool]:
-    """The held events after `after_seq` (None: from the active run's start), and whether none is missing.
-
-    `known_seq` is the last seq this process knows of; events after the held ones reach a new subscription
-    live, so only a gap inside the held range, or an `after_seq` beyond anything known, is a loss.
-    """
-    if after_seq is None:
-        if active_run is None:
-            return [], True
-        starts = [e.seq for e in held if e.event_type == EventType.RUN_STARTED and e.run_id == active_run]
-        if not starts:
-            return [], True
-        after_seq = starts[-1] - 1
-    if after_seq > max(known_seq, held[-1].seq if held else 0):
-        return [], False
-    events = [e for e in held if e.seq > after_seq]
-    if not held:
-        return events, after_seq == known_seq
-    return events, after_seq >= held[-1].seq or (bool(events) and events[0].seq == after_seq + 1)
