@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncmy.errors
-from sqlalchemy import URL, make_url
+from sqlalchemy import URL, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -44,7 +44,7 @@ def build_engine(url: str | URL, options: EngineOptions) -> AsyncEngine:
     parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+asyncmy")
     if "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
         pool_size=options.pool_size,
         max_overflow=options.max_overflow,
@@ -60,6 +60,15 @@ def build_engine(url: str | URL, options: EngineOptions) -> AsyncEngine:
                             "time_zone='+00:00'",
         },
     )
+    event.listen(engine.sync_engine, "do_connect", _utf8_password)
+    return engine
+
+
+def _utf8_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """asyncmy encodes a str password as Latin-1 (so `中` cannot even be sent); MySQL clients send UTF-8."""
+    password = cparams.get("password")
+    if isinstance(password, str):
+        cparams["password"] = password.encode("utf-8")
 
 
 def error_code(exc: BaseException) -> int | None:
