@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.entrypoints.settings import Settings
-from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
+from tests.contract.helpers import new_session
+from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, database_url, fresh_database
 from tests.support import KEY_B, live_server, make_settings, ws_connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql]
@@ -113,3 +116,17 @@ async def test_sessions_messages_statuses_and_metadata_survive_a_restart() -> No
             history = (await c.get("/api/v1/sessions/rest-1/messages")).json()
             assert history["total"] == 6 and history["messages"][:4] == rest["messages"]
             assert history["messages"][-1]["message_id"] == more["message_id"]
+
+
+async def test_run_state_left_by_a_crashed_process_is_cleared_at_start_with_the_local_broker() -> None:
+    async with fresh_database() as db:
+        crashed = MySqlSessionRepository(database_url(db))
+        await crashed.start()
+        await crashed.get_or_create_session(new_session("orphan", "alice", when=datetime.now(UTC)))
+        await crashed.set_run_state("orphan", active_run_id="run_dead", pending_interrupt={"interrupt_id": "int_x"})
+        await crashed.close()  # the process died without ending its run
+        async with live_server(mysql_settings(db)) as srv, srv.client() as c:
+            info = (await c.get("/api/v1/sessions/orphan")).json()
+            assert info["active_run_id"] is None and info["pending_interrupt"] is None
+            body = (await c.post("/api/v1/chat", json={"message": "still usable", "session_id": "orphan"})).json()
+            assert body["status"] == "completed"

@@ -78,6 +78,15 @@ def error_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+def describe(exc: BaseException) -> str:
+    """The driver's own words, one line, no traceback (they never include the password)."""
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[1]} ({args[0]})"
+    return str(original).splitlines()[0] if str(original) else type(original).__name__
+
+
 def is_contention(exc: BaseException) -> bool:
     """A deadlock or a lock wait timeout: InnoDB rolled the transaction (or statement) back."""
     return error_code(exc) in (DEADLOCK, LOCK_WAIT_TIMEOUT)

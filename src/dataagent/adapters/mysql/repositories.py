@@ -17,7 +17,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dataagent.adapters.mysql import rows
-from dataagent.adapters.mysql.engine import DRIVER_ERRORS, EngineOptions, build_engine, error_code, transaction
+from dataagent.adapters.mysql.engine import (
+    DRIVER_ERRORS,
+    EngineOptions,
+    build_engine,
+    describe,
+    error_code,
+    transaction,
+)
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
 from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
 from dataagent.domain.approvals import Decision, InterruptRecord
@@ -75,7 +82,7 @@ class MySqlSessionRepository:
                 stored = await self._session(conn, session.session_id)
                 assert stored is not None
                 return stored, False  # another worker created it first
-            return _copy(session), True
+            return rows.copy_session(session), True
 
         return await transaction(self._engine, work, "get_or_create_session")
 
@@ -249,7 +256,7 @@ class MySqlSessionRepository:
                 return False
             # an earlier attempt may have won before its connection broke: is the stored decision ours?
             row = (await conn.execute(select(interrupts.c.decision, interrupts.c.decided_at).where(*where))).first()
-            return row is not None and row.decided_at == decided_at and row.decision == _normalized(decision)
+            return row is not None and row.decided_at == decided_at and row.decision == rows.decision_json(decision)
 
         return await transaction(self._engine, work, "resolve_interrupt")
 
@@ -288,21 +295,3 @@ class MySqlSessionRepository:
             raise MessageNotFoundError(details={"message_id": message_id})
         return int(position)
 
-
-def _copy(session: Session) -> Session:
-    return replace(
-        session, metadata=copy.deepcopy(session.metadata), pending_interrupt=copy.deepcopy(session.pending_interrupt)
-    )
-
-
-def _normalized(decision: Decision) -> Any:
-    return json.loads(json.dumps(decision.as_dict(), default=str))
-
-
-def describe(exc: BaseException) -> str:
-    """The driver's own words, one line, no traceback (they never include the password)."""
-    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
-    if len(args) >= 2 and isinstance(args[0], int):
-        return f"{args[1]} ({args[0]})"
-    return str(original).splitlines()[0] if str(original) else type(original).__name__

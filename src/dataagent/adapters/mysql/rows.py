@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -118,3 +121,14 @@ def interrupt_from(row: Row[Any]) -> InterruptRecord:
     )
     decision = Decision.from_dict(m["decision"]) if m["decision"] is not None else None
     return InterruptRecord(request, decision, m["decided_at"])
+
+
+def copy_session(session: Session) -> Session:
+    return replace(
+        session, metadata=copy.deepcopy(session.metadata), pending_interrupt=copy.deepcopy(session.pending_interrupt)
+    )
+
+
+def decision_json(decision: Decision) -> Any:
+    """The decision as the JSON column gives it back."""
+    return json.loads(json.dumps(decision.as_dict(), default=str))
