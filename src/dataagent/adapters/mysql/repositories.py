@@ -79,9 +79,10 @@ class MySqlSessionRepository:
             except sa_exc.IntegrityError as exc:
                 if error_code(exc) != DUPLICATE_KEY:
                     raise
-                stored = await self._session(conn, session.session_id)
-                assert stored is not None
-                return stored, False  # another worker created it first
+                stored = await self._session(conn, session.session_id)  # another worker created it first
+                if stored is None:  # ... and it is already gone again (expired or deleted)
+                    raise StoreUnavailableError("The session changed while it was created; try again") from exc
+                return stored, False
             return rows.copy_session(session), True
 
         return await transaction(self._engine, work, "get_or_create_session")
