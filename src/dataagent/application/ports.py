@@ -28,6 +28,10 @@ class IdGenerator(Protocol):
 class SessionRepository(Protocol):
     """Sessions, their messages and their approval records. Each method is atomic on its own."""
 
+    async def start(self) -> None:
+        """Connect and create the schema if missing; StoreUnavailableError if the store cannot be used."""
+        ...
+
     async def get_or_create_session(self, session: Session) -> tuple[Session, bool]:
         """Return the stored session with this id, or store `session`; the bool says it was created."""
         ...
@@ -49,6 +53,10 @@ class SessionRepository(Protocol):
         touched_at: datetime | None = None,
     ) -> None:
         """Record the session's active run and pending approval; `touched_at` moves last_active."""
+        ...
+
+    async def clear_run_states(self) -> int:
+        """Forget every session's active run and pending approval (the runs died with their process)."""
         ...
 
     async def delete_session(self, session_id: str) -> bool:

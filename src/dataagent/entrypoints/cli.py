@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from typing import Any
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dataagent-server: {problem}", file=sys.stderr)
         raise SystemExit(2)
     configure_logging(settings.log_level)
+    _check_store(settings)
     from dataagent.entrypoints.app import create_app, ensure_api_key
 
     settings = ensure_api_key(settings)
@@ -69,6 +71,18 @@ def main(argv: list[str] | None = None) -> None:
         return
     _export(settings, overrides)  # every worker reads the same settings, and the one generated key
     uvicorn.run("dataagent.entrypoints.app:create_app", factory=True, workers=settings.workers, **common)
+
+
+def _check_store(settings: Settings) -> None:
+    """Fail fast, in one line, when the configured store cannot be used (before any worker starts)."""
+    from dataagent.domain.errors import StoreUnavailableError
+    from dataagent.entrypoints.container import check_store
+
+    try:
+        asyncio.run(check_store(settings))
+    except StoreUnavailableError as exc:
+        print(f"dataagent-server: {exc.message}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def _export(settings: Settings, overrides: dict[str, Any]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
 from dependency_injector import containers, providers
+from sqlalchemy import URL, make_url
 
 from dataagent import __version__
 from dataagent.adapters.agents.demo import DemoEngine
@@ -13,6 +15,8 @@ from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqli
 from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.mysql.engine import EngineOptions
+from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.redis.broker import RedisRunBroker
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
@@ -23,6 +27,8 @@ from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.entrypoints.settings import Settings
+
+log = logging.getLogger("dataagent")
 
 
 def demo_database_path() -> str:
@@ -46,6 +52,39 @@ def build_engine(settings: Settings) -> AgentEngine:
     raise ValueError(f"unknown DATAAGENT_AGENT {settings.agent!r}")
 
 
+def mysql_url(settings: Settings) -> URL:
+    """DATAAGENT_MYSQL_URL if set, else a URL from the MYSQL_* settings (any password character works)."""
+    if settings.mysql_url is not None:
+        url = make_url(settings.mysql_url.get_secret_value())
+    else:
+        url = URL.create(
+            "mysql", username=settings.mysql_user, password=settings.mysql_password.get_secret_value() or None,
+            host=settings.mysql_host, port=settings.mysql_port, database=settings.mysql_database,
+        )
+    return url.set(drivername=f"{url.get_backend_name()}+asyncmy")
+
+
+def build_mysql_repository(settings: Settings) -> MySqlSessionRepository:
+    url = mysql_url(settings)
+    options = EngineOptions(
+        pool_size=settings.mysql_pool_size, max_overflow=settings.mysql_max_overflow,
+        pool_timeout_s=settings.mysql_pool_timeout, pool_recycle_s=settings.mysql_pool_recycle,
+        connect_timeout_s=settings.mysql_connect_timeout, read_timeout_s=settings.mysql_read_timeout,
+    )
+    return MySqlSessionRepository(url, options, where=f"{url.host or 'localhost'}:{url.port or 3306}/{url.database}")
+
+
+async def check_store(settings: Settings) -> None:
+    """Connect to the configured store and create its schema once; StoreUnavailableError if it cannot."""
+    if settings.session_store != "mysql":
+        return
+    repository = build_mysql_repository(settings)
+    try:
+        await repository.start()
+    finally:
+        await repository.close()
+
+
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
     return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
 
@@ -59,6 +98,7 @@ class Container(containers.DeclarativeContainer):
     repository = providers.Selector(
         settings.provided.session_store,
         memory=providers.Singleton(InMemorySessionRepository),
+        mysql=providers.Singleton(build_mysql_repository, settings),
     )
     broker = providers.Selector(
         settings.provided.broker,
@@ -118,7 +158,18 @@ class Container(containers.DeclarativeContainer):
 
 
 async def start_services(container: Container) -> None:
-    """Connect what needs connecting before the first request (store schema, broker)."""
+    """Connect what needs connecting before the first request (store schema, broker).
+
+    With the local broker this process is the only one running answers, so run state left in the store by
+    a previous process (which died with its runs) is cleared; shared brokers must not do that.
+    """
+    settings: Settings = container.settings()
+    repository = container.repository()
+    await repository.start()
+    if settings.broker == "local":
+        cleared = await repository.clear_run_states()
+        if cleared:
+            log.warning("cleared the active run of %d sessions left by a previous process", cleared)
     await container.broker().start()
     container.run_manager()
     container.status_service()  # uptime counts from start-up

@@ -25,18 +25,31 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class ExplainedErrorFilter(logging.Filter):
+    """uvicorn logs a failed start-up as a whole traceback; when it ends in one of our own errors
+    (e.g. `StoreUnavailableError: cannot use MySQL at db:3306/dataagent: ...`), that line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Traceback (most recent call last)"):
+            last = message.rstrip().rsplit("\n", 1)[-1]
+            if last.startswith("dataagent.") and "Error: " in last:
+                record.msg, record.args, record.exc_info, record.exc_text = last, None, None, None
+        return True
+
+
 def install_redaction() -> None:
-    """Attach the filter to uvicorn's and our loggers and to their handlers (idempotent)."""
+    """Attach the filters to uvicorn's and our loggers and to their handlers (idempotent)."""
     for name in _LOGGERS:
         logger = logging.getLogger(name)
-        _add_once(logger)
-        for handler in logger.handlers:
-            _add_once(handler)
+        for target in (logger, *logger.handlers):
+            _add_once(target, RedactSecretsFilter)
+            _add_once(target, ExplainedErrorFilter)
 
 
-def _add_once(target: logging.Filterer) -> None:
-    if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
-        target.addFilter(RedactSecretsFilter())
+def _add_once(target: logging.Filterer, kind: type[logging.Filter]) -> None:
+    if not any(isinstance(f, kind) for f in target.filters):
+        target.addFilter(kind())
 
 
 def configure_logging(level: str) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "DATAAGENT_"
 
@@ -62,6 +64,10 @@ class Settings(BaseSettings):
     mysql_pool_size: int = Field(10, ge=1)
     mysql_max_overflow: int = Field(20, ge=0)
     mysql_url: SecretStr | None = None
+    mysql_pool_timeout: float = Field(10, gt=0)
+    mysql_connect_timeout: float = Field(5, gt=0, le=3600)
+    mysql_read_timeout: float = Field(60, gt=0)
+    mysql_pool_recycle: int = Field(1800, ge=1)
 
     # Runs, approvals, limits
     hitl_timeout: float = Field(300, gt=0)
@@ -94,6 +100,20 @@ class Settings(BaseSettings):
     def _split_list(cls, value: Any) -> list[str]:
         return parse_list(value)
 
+    @field_validator("mysql_url", mode="before")
+    @classmethod
+    def _check_mysql_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        try:
+            url = make_url(str(raw).strip())
+        except ArgumentError:
+            raise ValueError("must be a URL such as mysql://user:password@host:3306/dataagent") from None
+        if url.get_backend_name() not in ("mysql", "mariadb"):
+            raise ValueError("must be a mysql:// or mariadb:// URL")
+        return str(raw).strip()
+
     @field_validator("log_level", "session_store", "hitl_policy", "broker", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -108,11 +128,16 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(describe_errors(exc)) from None
 
 
+def _is_secret(field: str) -> bool:
+    """Values never shown in an error: passwords, keys, and URLs (they may hold a password)."""
+    return any(word in field for word in ("password", "key", "url"))
+
+
 def describe_errors(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
         value = error.get("input")
-        shown = "" if isinstance(value, dict) or "password" in field or "key" in field else f" (got {value!r})"
+        shown = "" if isinstance(value, dict) or _is_secret(field) else f" (got {value!r})"
         lines.append(f"invalid setting {ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
     return "\n".join(lines)

@@ -22,7 +22,13 @@ from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.ports import RunBroker
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
-from dataagent.domain.errors import DataAgentError, InterruptNotFoundError, InvalidInputError, NoActiveRunError
+from dataagent.domain.errors import (
+    DataAgentError,
+    InterruptNotFoundError,
+    InvalidInputError,
+    NoActiveRunError,
+    StoreUnavailableError,
+)
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import SESSION_ID_PATTERN, Session
 
@@ -123,7 +129,12 @@ class _Connection:
             self.capacity.release()
 
     async def serve(self) -> None:
-        session = await self._session_or_none()
+        try:
+            session = await self._session_or_none()
+        except StoreUnavailableError as exc:
+            await self._send(error_frame(self.sid, exc.code, exc.message, recoverable=False))
+            await self.ws.close(CLOSE_TRY_AGAIN, "store_unavailable: try again later")
+            return
         if session is not None and not session.is_owned_by(self.principal):
             await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
             await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")

@@ -35,6 +35,9 @@ class InMemorySessionRepository:
             pending_interrupt=copy.deepcopy(session.pending_interrupt),
         )
 
+    async def start(self) -> None:
+        return None
+
     async def get_or_create_session(self, session: Session) -> tuple[Session, bool]:
         entry = self._entries.get(session.session_id)
         if entry is not None:
@@ -66,6 +69,15 @@ class InMemorySessionRepository:
         entry.session.pending_interrupt = copy.deepcopy(pending_interrupt)
         if touched_at is not None:
             entry.session.last_active = max(entry.session.last_active, touched_at)
+
+    async def clear_run_states(self) -> int:
+        cleared = 0
+        for entry in self._entries.values():
+            if entry.session.active_run_id is not None or entry.session.pending_interrupt is not None:
+                entry.session.active_run_id = None
+                entry.session.pending_interrupt = None
+                cleared += 1
+        return cleared
 
     async def delete_session(self, session_id: str) -> bool:
         return self._entries.pop(session_id, None) is not None

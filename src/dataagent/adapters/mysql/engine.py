@@ -1,0 +1,129 @@
+"""The async engine (asyncmy), and how driver errors become StoreUnavailableError or a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncmy.errors
+from sqlalchemy import URL, event, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dataagent.domain.errors import StoreUnavailableError
+
+T = TypeVar("T")
+
+DEADLOCK = 1213
+LOCK_WAIT_TIMEOUT = 1205
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    pool_size: int = 10
+    max_overflow: int = 20
+    pool_timeout_s: float = 10.0
+    pool_recycle_s: int = 1800
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    lock_wait_timeout_s: int = 10
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def build_engine(url: str | URL, options: EngineOptions) -> AsyncEngine:
+    """An async engine on asyncmy with a pre-pinged, recycled pool and bounded waits (it connects lazily)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+asyncmy")
+    if "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    engine = create_async_engine(
+        parsed,
+        pool_size=options.pool_size,
+        max_overflow=options.max_overflow,
+        pool_timeout=options.pool_timeout_s,
+        pool_recycle=options.pool_recycle_s,
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+        json_serializer=_json_dumps,
+        connect_args={
+            "connect_timeout": options.connect_timeout_s,
+            "read_timeout": options.read_timeout_s,
+            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(options.lock_wait_timeout_s)}, "
+                            "time_zone='+00:00'",
+        },
+    )
+    event.listen(engine.sync_engine, "do_connect", _utf8_password)
+    return engine
+
+
+def _utf8_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """asyncmy encodes a str password as Latin-1 (so `中` cannot even be sent); MySQL clients send UTF-8."""
+    password = cparams.get("password")
+    if isinstance(password, str):
+        cparams["password"] = password.encode("utf-8")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver error (wrapped by SQLAlchemy or not), or None."""
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    args = getattr(original, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def describe(exc: BaseException) -> str:
+    """The driver's own words, one line, no traceback (they never include the password)."""
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[1]} ({args[0]})"
+    return str(original).splitlines()[0] if str(original) else type(original).__name__
+
+
+def is_contention(exc: BaseException) -> bool:
+    """A deadlock or a lock wait timeout: InnoDB rolled the transaction (or statement) back."""
+    return error_code(exc) in (DEADLOCK, LOCK_WAIT_TIMEOUT)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The store cannot be reached or the connection broke: the server may be down or restarting."""
+    if is_contention(exc):
+        return False
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(exc, OSError | asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError)
+
+
+DRIVER_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, asyncmy.errors.Error)
+
+Work = Callable[[AsyncConnection, int], Awaitable[T]]
+
+
+async def transaction(engine: AsyncEngine, work: Work[T], where: str) -> T:
+    """Run `work(connection, attempt)` in one transaction and return its result.
+
+    A lost connection is retried once (the pre-pinged pool reconnects), a deadlock or lock wait timeout up
+    to ATTEMPTS times; then, like a pool timeout, it is StoreUnavailableError. `work` must be safe to run
+    again after a failure at any point, also after a commit whose answer was lost (`attempt` > 0 tells it
+    to look for what an earlier attempt may have left). Other driver errors (bugs) propagate unchanged.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn, attempt)
+        except DRIVER_ERRORS as exc:
+            lost, busy = is_connection_error(exc), is_contention(exc)
+            if not (lost or busy or isinstance(exc, sa_exc.TimeoutError)):
+                raise
+            if isinstance(exc, sa_exc.TimeoutError) or attempt == ATTEMPTS - 1 or (lost and attempt >= 1):
+                raise StoreUnavailableError(f"The session store is unavailable ({where})") from exc
+            if busy:
+                await asyncio.sleep(0.01 * (attempt + 1) * (1 + random.random()))
+    raise AssertionError("unreachable")

@@ -1,0 +1,105 @@
+"""A TCP proxy the test owns, between a server and MariaDB, to cut the database off without touching it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from types import TracebackType
+
+COMMIT = b"\x03COMMIT"  # the COM_QUERY packet body of a COMMIT
+
+
+@dataclass(eq=False)
+class _Pair:
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    swallowing: bool = False  # the server's replies are dropped (and the pair aborted once one arrives)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def abort(self) -> None:
+        for writer in (self.client, self.upstream):
+            writer.transport.abort()
+
+
+class TcpProxy:
+    """127.0.0.1:<port> -> upstream. `cut()` aborts every connection and refuses new ones until `restore()`;
+    `lose_reply_after(marker)` forwards the next client packet holding `marker` (e.g. a COMMIT) and then drops
+    the connection before the server's answer reaches the client: the statement ran, the client never knows."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self.is_cut = False
+        self.connections = 0
+        self.replies_lost = 0
+        self._marker: bytes | None = None
+        self._pairs: set[_Pair] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._server is not None
+        self._server.close()
+        self._abort_all()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def cut(self) -> None:
+        self.is_cut = True
+        self._abort_all()
+
+    def restore(self) -> None:
+        self.is_cut = False
+
+    def lose_reply_after(self, marker: bytes) -> None:
+        self._marker = marker
+
+    def _abort_all(self) -> None:
+        for pair in list(self._pairs):
+            pair.abort()
+        self._pairs.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.connections += 1
+        pair = _Pair(writer, up_writer)
+        self._pairs.add(pair)
+        try:
+            await asyncio.gather(self._to_server(reader, pair), self._to_client(up_reader, pair))
+        finally:
+            pair.abort()
+            self._pairs.discard(pair)
+
+    async def _to_server(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if self._marker is not None and self._marker in data:
+                    self._marker = None
+                    pair.swallowing = True
+                pair.upstream.write(data)
+                await pair.upstream.drain()
+        pair.abort()  # one side ended: end the other
+
+    async def _to_client(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if pair.swallowing:
+                    self.replies_lost += 1
+                    pair.abort()
+                    return
+                pair.client.write(data)
+                await pair.client.drain()
+        pair.abort()
