@@ -113,22 +113,12 @@ async def test_sigterm_makes_an_in_flight_sync_rest_chat_return_cancelled_instea
         assert await asyncio.to_thread(wait_exit, server, EXIT_WITHIN_S) is not None, "the server did not exit"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: uvicorn (>= 0.29) Server.capture_signals re-raises the captured SIGTERM after restoring the handler "
-    "that was in place before uvicorn.run (SIG_DFL), so `dataagent-server` dies by the signal (returncode -15, "
-    "shell status 143) after a clean shutdown; entrypoints/cli.py main() installs no SIGTERM handler of its own"
-))
 async def test_the_server_exits_with_code_0_after_sigterm() -> None:
     with long_answer_server() as server:
         server.proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(wait_exit, server, EXIT_WITHIN_S) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: entrypoints/cli.py runs uvicorn without timeout_graceful_shutdown, and uvicorn's shutdown waits for "
-    "every connection to close; the websockets-sansio protocol's shutdown() sends close 1012 and calls "
-    "transport.close(), which waits to flush a write buffer that a peer that never reads never drains"
-))
 async def test_a_socket_that_never_reads_does_not_keep_the_server_from_exiting_on_sigterm() -> None:
     port = free_port()
     server = spawn(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from typing import Any
 
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; exit 0 then, as after any clean stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return

@@ -135,6 +135,7 @@ class Container(containers.DeclarativeContainer):
         SocketSettings,
         send_buffer=settings.provided.ws_send_buffer,
         max_frame_bytes=settings.provided.max_frame_bytes,
+        send_timeout_s=settings.provided.ws_send_timeout,
     )
 
     chat_service = providers.Factory(

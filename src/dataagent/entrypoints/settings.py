@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     ws_compression: Literal["none", "deflate"] = "none"
     ws_ping_interval: float = Field(20, gt=0)
     ws_ping_timeout: float = Field(20, gt=0)
+    ws_send_timeout: float = Field(40, gt=0)
+    shutdown_timeout: float = Field(5, gt=0)
 
     # Broker
     broker: Literal["local", "redis"] = "local"

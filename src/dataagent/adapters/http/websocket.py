@@ -47,6 +47,7 @@ CLOSE_TOO_BIG = 1009
 class SocketSettings:
     send_buffer: int = 1000
     max_frame_bytes: int = 1024 * 1024
+    send_timeout_s: float = 40.0  # a send blocked this long (the peer reads nothing, not even pings): drop it
 
 
 def encode(event: RunEvent) -> str:
@@ -84,7 +85,7 @@ async def chat_socket(
     if principal is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid API key is required")
         return
-    if not SESSION_ID_PATTERN.match(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
         await websocket.close(CLOSE_BAD_SESSION, "session_id must be 1..64 characters of [A-Za-z0-9_-]")
         return
     if not capacity.try_acquire():
@@ -155,12 +156,15 @@ class _Connection:
         if bad_after:
             subscription.put_local(error_frame(self.sid, "validation_error", "after_seq must be an integer"))
         writer = asyncio.create_task(self._write(subscription), name=f"ws-writer:{self.sid}")
+        reader = asyncio.create_task(self._read(subscription, writer), name=f"ws-reader:{self.sid}")
         try:
-            await self._read(subscription, writer)
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _session_or_none(self) -> Session | None:
         return await self.chat.peek_session(self.sid)
@@ -186,7 +190,11 @@ class _Connection:
                     elif self.owned or await self._claim_ownership():
                         await self._send(encode(item))
         except SlowConsumerError:
-            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow_consumer: reconnect with after_seq")
+            await self._send_within({"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER,
+                                     "reason": "slow_consumer: reconnect with after_seq"})
+        except TimeoutError:
+            log.info("session %s: a send blocked %.0f s, the peer is gone; dropping it", self.sid,
+                     self.settings.send_timeout_s)
         except (SubscriptionClosedError, WebSocketDisconnect, OSError, RuntimeError):
             return  # the socket is gone or closing: the reader sees the disconnect
 
@@ -199,7 +207,12 @@ class _Connection:
         raise SubscriptionClosedError()
 
     async def _send(self, text: str) -> None:
-        await self.ws.send({"type": "websocket.send", "text": text})
+        await self._send_within({"type": "websocket.send", "text": text})
+
+    async def _send_within(self, message: dict[str, Any]) -> None:
+        """Send, or raise TimeoutError if the peer has not taken our data for `send_timeout_s`."""
+        async with asyncio.timeout(self.settings.send_timeout_s):
+            await self.ws.send(message)
 
     # -- reader -------------------------------------------------------------------------------------
 
