@@ -8,10 +8,13 @@ Keys (prefix `da:`):
 - `seq:{sid}`    the session's last issued seq, so a run on another process continues the numbering;
 - `ev:{sid}`     a stream of event batches, each entry's id the batch's last seq, trimmed to the last
                  `replay_events` events: the replay buffer, and the feed of remote watchers;
+- `watch:{sid}`  the processes watching the session from elsewhere (a sorted set scored by expiry);
 - `ctl:{owner}`  the pub/sub channel of one process: cancels and approval decisions for its runs.
 
-Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches
-(one XADD per session per flush); seqs are numbered locally by the run's owner.
+Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches.
+A session that another process watches is flushed every `flush_interval_s` (10 ms); one nobody else
+watches only every `lazy_flush_s` (250 ms), to keep the replay buffer current. Seqs are numbered locally by
+the run's owner.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ T = TypeVar("T")
 
 PREFIX = "da:"
 OUTBOX_LIMIT = 10_000  # events kept per session while Redis is unreachable
+WATCH_TTL_MS = 6000  # a watcher registration lapses this long after the watching process stops refreshing it
 
 @dataclass(slots=True)
 class _Channel:
@@ -60,6 +64,8 @@ class _Channel:
     subscribers: set[Subscription] = field(default_factory=set)
     stream_id: str = "0-0"            # the last stream entry read for remote watchers
     outbox: list[RunEvent] = field(default_factory=list)
+    watched_elsewhere: bool = False   # another process has sockets on this session: flush it promptly
+    flushed_at: float = 0.0
 
 
 class RedisRunBroker:
@@ -70,6 +76,7 @@ class RedisRunBroker:
         replay_ttl_s: float = 600.0,
         lease_s: float = 6.0,
         flush_interval_s: float = 0.01,
+        lazy_flush_s: float = 0.25,
     ) -> None:
         # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses
         self._redis: Any = aioredis.Redis.from_url(
@@ -80,12 +87,13 @@ class RedisRunBroker:
         self._replay_ttl_ms = int(replay_ttl_s * 1000)
         self._lease_ms = int(lease_s * 1000)
         self._flush_interval_s = flush_interval_s
+        self._lazy_flush_s = lazy_flush_s
+        self._dirty: set[str] = set()  # sessions with unflushed events
         self._channels: dict[str, _Channel] = {}
         self._runs: dict[str, str] = {}  # run_id -> session_id of the runs this process owns
         self._control: ControlHandler | None = None
         self._orphans: OrphanHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._claim = self._redis.register_script(CLAIM)
         self._release = self._redis.register_script(RELEASE)
@@ -126,32 +134,41 @@ class RedisRunBroker:
             del channel.outbox[: len(channel.outbox) // 10]
             log.warning("session %s: Redis unreachable, oldest unsent events dropped from replay", session_id)
         channel.outbox.append(event)
-        self._flush_wanted.set()
+        self._dirty.add(session_id)
         return event
 
     async def _flush_forever(self) -> None:
         while True:
-            await self._flush_wanted.wait()
-            await asyncio.sleep(self._flush_interval_s)  # let a batch gather
-            self._flush_wanted.clear()
+            await asyncio.sleep(self._flush_interval_s)
+            now = time.monotonic()
+            due = [sid for sid in self._dirty if self._due(self._channels[sid], now)]
+            if not due:
+                continue
             try:
-                await self._flush()
+                await self._flush(due)
             except BrokerUnavailableError:
-                self._flush_wanted.set()
                 await asyncio.sleep(1.0)
 
-    async def _flush(self, only: str | None = None) -> None:
+    def _due(self, channel: _Channel, now: float) -> bool:
+        return channel.watched_elsewhere or now - channel.flushed_at >= self._lazy_flush_s
+
+    async def _flush(self, sessions: list[str] | None = None) -> None:
         """Write buffered events to their streams (after any flush in flight, so a reader sees all)."""
         async with self._flush_lock:
-            await self._flush_now(only)
+            await self._flush_now(list(self._dirty) if sessions is None else sessions)
 
-    async def _flush_now(self, only: str | None) -> None:
-        pending = [(sid, c) for sid, c in self._channels.items() if c.outbox and (only is None or sid == only)]
-        if not pending:
+    async def _flush_now(self, sessions: list[str]) -> None:
+        now = time.monotonic()
+        batches = []
+        for sid in sessions:
+            channel = self._channels.get(sid)
+            self._dirty.discard(sid)
+            if channel is not None and channel.outbox:
+                batches.append((sid, channel, channel.outbox))
+                channel.outbox = []
+                channel.flushed_at = now
+        if not batches:
             return
-        batches = [(sid, c, c.outbox) for sid, c in pending]
-        for _, channel, _ in batches:
-            channel.outbox = []
         pipe = self._redis.pipeline(transaction=False)
         for sid, _, events in batches:
             payload = orjson.dumps([encode_event(e) for e in events])
@@ -163,8 +180,9 @@ class RedisRunBroker:
         try:
             await self._call(pipe.execute())
         except BrokerUnavailableError:
-            for _, channel, events in batches:  # keep them, in order, for the next try
+            for sid, channel, events in batches:  # keep them, in order, for the next try
                 channel.outbox = events + channel.outbox
+                self._dirty.add(sid)
             raise
 
     async def _held(self, session_id: str) -> tuple[list[RunEvent], str]:
@@ -178,7 +196,9 @@ class RedisRunBroker:
         subscription = Subscription([], True, maxsize, on_close=channel.subscribers.discard)
         channel.subscribers.add(subscription)  # live events queue up while the held ones are read
         try:
-            await self._flush(only=session_id)
+            await self._flush([session_id])
+            if not channel.publishing:
+                await self._register_watch([session_id])
             held, last_id = await self._held(session_id)
             active = await self.active_run(session_id)
             stored = await self._stored_seq(session_id)
@@ -194,7 +214,7 @@ class RedisRunBroker:
         return subscription
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        await self._flush(only=session_id)
+        await self._flush([session_id])
         held, _ = await self._held(session_id)
         return replay_from(held, after_seq, None, max(self._channel(session_id).seq, held[-1].seq if held else 0))
 
@@ -208,6 +228,32 @@ class RedisRunBroker:
         value = await self._call(self._last_seq(
             keys=[self._k("seq", session_id)], args=[floor_seq(), self._replay_ttl_ms * 100]))
         return int(value)
+
+    async def _register_watch(self, sessions: list[str]) -> None:
+        """Tell the owners of these sessions' runs that this process has sockets on them."""
+        expiry = int(time.time() * 1000) + WATCH_TTL_MS
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in sessions:
+            pipe.zadd(self._k("watch", sid), {self.owner: expiry})
+            pipe.pexpire(self._k("watch", sid), WATCH_TTL_MS)
+        await self._call(pipe.execute())
+
+    async def _watched_elsewhere(self, sessions: list[str]) -> list[bool]:
+        """For each session, whether another process registered sockets on it (and is still alive)."""
+        now = int(time.time() * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in sessions:
+            pipe.zrangebyscore(self._k("watch", sid), now, "+inf")
+        found = await self._call(pipe.execute())
+        return [any(m.decode() != self.owner for m in members) for members in found]
+
+    async def _refresh_watches_forever(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_TTL_MS / 3000)
+            watched = [sid for sid, c in self._channels.items() if c.subscribers]
+            with contextlib.suppress(BrokerUnavailableError):
+                if watched:
+                    await self._register_watch(watched)
 
     async def _watch_forever(self) -> None:
         """Deliver events of other processes to this process's subscribers (sessions it does not run)."""
@@ -255,13 +301,15 @@ class RedisRunBroker:
         channel.seq = max(channel.seq, int(last))
         channel.publishing = True
         self._runs[run_id] = session_id
+        with contextlib.suppress(BrokerUnavailableError):
+            channel.watched_elsewhere = (await self._watched_elsewhere([session_id]))[0]
         return True
 
     async def release_run(self, session_id: str, run_id: str) -> None:
         channel = self._channel(session_id)
         self._runs.pop(run_id, None)
         try:
-            await self._flush(only=session_id)
+            await self._flush([session_id])
             await self._call(self._release(
                 keys=[self._k("run", session_id), self._k("leases"), self._k("seq", session_id)],
                 args=[f"{run_id}|{self.owner}", self._member(session_id, run_id), channel.seq,
@@ -295,6 +343,9 @@ class RedisRunBroker:
         for (_, run_id), state in checkpoints.items():
             pipe.set(self._k("ckpt", run_id), orjson.dumps(state), px=self._lease_ms * 10)
         await self._call(pipe.execute())
+        sessions = [sid for sid, _ in checkpoints]
+        for sid, watched in zip(sessions, await self._watched_elsewhere(sessions), strict=True):
+            self._channel(sid).watched_elsewhere = watched
 
     async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
         raw = await self._call(self._redis.get(self._k("ckpt", run_id)))
@@ -334,7 +385,7 @@ class RedisRunBroker:
                 args=[f"{run_id}|{owner}", self._member(session_id, run_id, owner), channel.seq,
                       self._replay_ttl_ms * 100],
             ))
-            await self._flush(only=session_id)
+            await self._flush([session_id])
             channel.publishing = False
 
     # -- control ------------------------------------------------------------------------------------
@@ -384,7 +435,8 @@ class RedisRunBroker:
 
     async def start(self) -> None:
         await self.ping()
-        for work in (self._flush_forever, self._watch_forever, self._sweep_forever, self._listen_forever):
+        for work in (self._flush_forever, self._watch_forever, self._refresh_watches_forever, self._sweep_forever,
+                     self._listen_forever):
             self._tasks.append(asyncio.create_task(work(), name=f"redis-broker:{work.__name__}"))
 
     async def close(self) -> None:
