@@ -61,7 +61,7 @@ class OpenAiEngine:
             async with contextlib.aclosing(self._complete(turn, messages, step)) as texts:
                 async for text in texts:
                     if spoke and len(turn.text) == 1:  # the first delta of a later round: keep rounds apart
-                        yield TextDelta("\n\n")
+                        text = "\n\n" + text
                     yield TextDelta(text)
             spoke = spoke or bool(turn.text)
             if turn.usage is not None:
