@@ -12,7 +12,7 @@ import openai
 from dataagent.adapters.agents.llm.completion import Completions, LlmCallError, Turn
 from dataagent.adapters.agents.llm.config import LlmConfig
 from dataagent.adapters.agents.llm.history import ChatMessage, history_messages
-from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, system_prompt
+from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, system_prompt
 from dataagent.adapters.agents.llm.tools import DataTools
 from dataagent.adapters.agents.sql import SqlDatabase
 from dataagent.adapters.agents.sql_step import SqlStep
@@ -43,7 +43,7 @@ class OpenAiEngine:
             api_key=config.api_key or NO_KEY, base_url=config.base_url, timeout=config.timeout_s, max_retries=0,
         )
         self._completions = Completions(self._client, config)
-        self._tools = DataTools(SqlStep(database, hitl_policy, place=f"the {database.dialect} database"))
+        self._tools = DataTools(SqlStep(database, hitl_policy, place=f"the {dialect_name(database.dialect)} database"))
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         return self._run(ctx)

@@ -51,12 +51,17 @@ TOOL_SPECS: list[dict[str, Any]] = [
 _DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MySQL/MariaDB", "postgres": "PostgreSQL", "tsql": "SQL Server"}
 
 
+def dialect_name(dialect: str) -> str:
+    """sqlglot's dialect name as people write it: "sqlite" -> "SQLite"."""
+    return _DIALECT_NAMES.get(dialect, dialect)
+
+
 def system_prompt(dialect: str, read_only: bool, max_rows: int) -> str:
     """The system message: the role, the tools, the SQL dialect and the rules of the data source."""
-    name = _DIALECT_NAMES.get(dialect, dialect)
+    name = dialect_name(dialect)
     access = (
         "The database is read-only: write a single SELECT (or WITH ... SELECT) per call; anything else is "
-        "refused." if read_only else "Statements that change data are allowed but always shown to a person."
+        "refused." if read_only else "Statements that change data are allowed; a person may have to approve them."
     )
     return "\n".join([
         f"You are DataAgent, a data analyst. You answer questions about the data in a {name} database.",
