@@ -222,9 +222,10 @@ async def test_an_edit_is_reanalysed_run_and_reported_to_the_model(agent: Agent)
     edited = "SELECT category, COUNT(*) AS n FROM products GROUP BY category ORDER BY category"
     done = await agent.decide({"type": "edit", "args": {"sql": edited, "read_only": "forged", "tables": []}})
 
-    table = of(done, "tool_result")[0]["data"]["table"]
-    assert table["columns"] == ["category", "n"] and table["row_count"] == 5
+    result = of(done, "tool_result")[0]
+    assert result["data"]["table"]["columns"] == ["category", "n"] and result["data"]["table"]["row_count"] == 5
     sent = tool_message(agent.fake.requests[1], "call_sql")["content"]
+    assert sent == result["result"]  # stored as is: later turns' history says what really ran
     assert sent.startswith(f"The user edited the statement to:\n{edited}\n\ncategory | n")
 
 
@@ -236,8 +237,10 @@ async def test_an_edit_into_a_write_is_refused_and_the_model_is_told(agent: Agen
     done = await agent.decide({"type": "edit", "args": {"sql": "DELETE FROM products"}})
 
     result = of(done, "tool_result")[0]
-    assert result["status"] == "error" and result["result"].startswith("Refused: only read-only queries")
-    assert "DELETE FROM products" in tool_message(agent.fake.requests[1], "call_sql")["content"]
+    assert result["status"] == "error" and result["result"] == (
+        "The user edited the statement to:\nDELETE FROM products\n\n"
+        "Refused: only read-only queries are allowed (DELETE statements are not read-only).")
+    assert tool_message(agent.fake.requests[1], "call_sql")["content"] == result["result"]
 
 
 @pytest.mark.parametrize("sql", [
@@ -317,9 +320,8 @@ async def test_a_follow_up_question_carries_the_previous_turn(agent: Agent) -> N
     previous = request.messages[1:5]
     assert previous[0] == {"role": "user", "content": "How many customers are there?"}
     assert previous[1]["tool_calls"][0]["id"] == "call_sql"
-    assert json.loads(previous[1]["tool_calls"][0]["function"]["arguments"])["sql"] == (
-        "SELECT COUNT(*) AS n FROM customers"
-    )
+    assert json.loads(previous[1]["tool_calls"][0]["function"]["arguments"]) == {  # no analysis keys
+        "sql": "SELECT COUNT(*) AS n FROM customers"}
     assert previous[2] == {"role": "tool", "tool_call_id": "call_sql", "content": "n\n50\n(1 row)"}
     assert previous[3] == {"role": "assistant", "content": "There are 50 customers."}
     assert request.messages[-1] == {"role": "user", "content": "And how many orders?"}

@@ -78,7 +78,7 @@ class OpenAiEngine:
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call)
                 yield ToolCompleted(call.call_id, call.name, outcome.text, outcome.status, outcome.table)
-                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": outcome.model_text})
+                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
 
     async def _complete(self, turn: Turn, messages: list[ChatMessage], step: int) -> AsyncGenerator[str, None]:
         """One completion's text deltas; a failure ends the run as failed, with a message safe to show."""

@@ -9,6 +9,8 @@ from typing import Any
 from dataagent.domain.models import Message, Role
 
 TOOL_RESULT_CHARS = 2000
+# What the model itself passes to our tools; the rest of a stored call's args is the server's analysis.
+_MODEL_ARGS: dict[str, tuple[str, ...]] = {"list_tables": (), "describe_table": ("table",), "run_sql": ("sql",)}
 _ENDINGS = {"cancelled": "[The user cancelled this answer here.]", "failed": "[This answer failed here.]"}
 
 ChatMessage = dict[str, Any]
@@ -63,9 +65,12 @@ def _convert(turn: list[Message]) -> list[ChatMessage]:
 
 
 def _call(call: dict[str, Any]) -> ChatMessage:
-    arguments = json.dumps(call.get("tool_args") or {}, ensure_ascii=False)
-    return {"id": str(call["tool_call_id"]), "type": "function",
-            "function": {"name": str(call.get("tool_name") or "unknown"), "arguments": arguments}}
+    name = str(call.get("tool_name") or "unknown")
+    args = call.get("tool_args") or {}
+    if name in _MODEL_ARGS and isinstance(args, dict):
+        args = {k: v for k, v in args.items() if k in _MODEL_ARGS[name]}
+    arguments = json.dumps(args, ensure_ascii=False)
+    return {"id": str(call["tool_call_id"]), "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def _result(message: Message) -> ChatMessage:

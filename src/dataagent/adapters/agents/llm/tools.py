@@ -28,16 +28,11 @@ class PreparedCall:
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """A tool's result: `text` for the client's tool_result, `for_model` for the model's tool message."""
+    """A tool's result: `text` is both the client's tool_result and the model's tool message."""
 
     text: str
     status: str = "success"
     table: dict[str, Any] | None = None
-    for_model: str | None = None
-
-    @property
-    def model_text(self) -> str:
-        return self.for_model if self.for_model is not None else self.text
 
 
 class DataTools:
@@ -105,7 +100,7 @@ def _described_outcome(described: dict[str, Any]) -> ToolOutcome:
 
 def _sql_outcome(outcome: SqlOutcome) -> ToolOutcome:
     table = outcome.result.table() if outcome.result is not None else None
-    for_model = outcome.text
-    if outcome.edited:
-        for_model = f"The user edited the statement to:\n{outcome.sql}\n\n{outcome.text}"
-    return ToolOutcome(outcome.text, outcome.status, table, for_model)
+    text = outcome.text
+    if outcome.edited:  # the model (now, and in later turns' history) must know what really ran
+        text = f"The user edited the statement to:\n{outcome.sql}\n\n{outcome.text}"
+    return ToolOutcome(text, outcome.status, table)
