@@ -301,10 +301,14 @@ async def test_a_500_before_the_first_token_is_retried(fake_openai: FakeOpenAI, 
     assert "".join(t["content"] for t in of(events, "text")) == "Hello after a hiccup."
 
 
+@pytest.mark.parametrize(("mode", "words"), [
+    ("drop", "broke off in the middle of its answer"),
+    ("error_event", "reported an error in its stream: FakeOpenAI: scripted error in the middle of the stream"),
+])
 async def test_a_stream_that_breaks_after_the_first_token_fails_the_run_without_leaking_the_key(
-    fake_openai: FakeOpenAI, talk: Callable[..., Any]
+    fake_openai: FakeOpenAI, talk: Callable[..., Any], mode: str, words: str
 ) -> None:
-    fake_openai.add_stream_failure(after_chunks=2, text="The answer is forty", chunks=4, mode="drop")
+    fake_openai.add_stream_failure(after_chunks=2, text="The answer is forty", chunks=4, mode=mode)  # type: ignore[arg-type]
 
     async with talk(llm_settings(fake_openai)) as conv:
         events = await conv.ask("What is the answer?")
@@ -313,7 +317,7 @@ async def test_a_stream_that_breaks_after_the_first_token_fails_the_run_without_
     assert len(fake_openai.requests) == 1
     error = of(events, "error")[0]
     assert error["error_code"] == "agent_error" and error["recoverable"] is False
-    assert "broke off in the middle of its answer" in error["message"]
+    assert words in error["message"]
     assert kinds(events)[-2:] == ["error", "done"] and of(events, "done")[0]["status"] == "failed"
     assert stored[-1]["status"] == "failed" and stored[-1]["content"] == "The answer"
     assert SECRET not in json.dumps(events) and SECRET not in json.dumps(stored)

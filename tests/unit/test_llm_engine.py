@@ -374,6 +374,16 @@ async def test_a_500_before_the_first_token_is_retried(agent: Agent) -> None:
     assert of(outcome, "done")[0]["token_usage"]["total_tokens"] == 5
 
 
+async def test_a_stream_dropped_after_the_role_chunk_has_shown_nothing_and_is_retried(agent: Agent) -> None:
+    agent.fake.add_stream_failure(after_chunks=0, text="never shown", mode="drop")
+    agent.fake.add_text("Second try.")
+
+    outcome = await agent.ask("Hello?")
+
+    assert outcome.status == "completed" and outcome.content == "Second try."
+    assert len(agent.fake.requests) == 2
+
+
 async def test_a_429_is_retried_and_gives_up_after_the_bound(agent: Agent) -> None:
     for _ in range(3):
         agent.fake.add_error(429, headers={"retry-after-ms": "1"})

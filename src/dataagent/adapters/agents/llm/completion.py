@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import openai
 
-from dataagent.adapters.agents.llm.config import LlmConfig
+from dataagent.adapters.agents.llm.config import LlmConfig, endpoint
 from dataagent.adapters.agents.llm.failures import failure_message, is_transient, redact, retry_delay
 from dataagent.domain.models import TokenUsage
 
@@ -91,6 +91,7 @@ class Completions:
     def __init__(self, client: openai.AsyncOpenAI, config: LlmConfig) -> None:
         self._client = client
         self._config = config
+        self._where = endpoint(str(client.base_url))  # what the SDK really calls (it reads OPENAI_BASE_URL too)
 
     async def stream(self, turn: Turn, **params: Any) -> AsyncGenerator[str, None]:
         """Yield the text deltas of one completion, filling `turn`; LlmCallError when it fails for good."""
@@ -137,7 +138,7 @@ class Completions:
 
     def _describe(self, exc: BaseException, started: bool, attempts: int) -> str:
         config = self._config
-        message = failure_message(exc, config.where, config.timeout_s, config.model, started)
+        message = failure_message(exc, self._where, config.timeout_s, config.model, started)
         if attempts > 1:
             message += f" (after {attempts} attempts)"
         return redact(message, config.api_key)

@@ -30,8 +30,12 @@ class LlmConfig:
 
     @property
     def where(self) -> str:
-        """The endpoint as it may appear in messages and logs: scheme, host, port and path, no credentials."""
-        parts = urlsplit(self.base_url or DEFAULT_BASE_URL)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+        return endpoint(self.base_url or DEFAULT_BASE_URL)
+
+
+def endpoint(url: str) -> str:
+    """The URL as it may appear in messages and logs: scheme, host, port and path, no credentials or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
