@@ -26,7 +26,6 @@ class LlmConfig:
     retry_base_s: float = 0.5
     history_messages: int = 40
     history_chars: int = 24_000
-    temperature: float | None = None
 
     @property
     def where(self) -> str:

@@ -85,8 +85,6 @@ class OpenAiEngine:
         params: dict[str, Any] = {"messages": messages, "tools": TOOL_SPECS}
         if step == self.config.max_steps:
             params["tool_choice"] = "none"  # the last round must answer with what it has
-        if self.config.temperature is not None:
-            params["temperature"] = self.config.temperature
         try:
             async with contextlib.aclosing(self._completions.stream(turn, **params)) as texts:
                 async for text in texts:
