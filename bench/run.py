@@ -60,7 +60,7 @@ def server_command(target: str, tokens: int, delay_ms: float, compression: str, 
                "--delay-ms", str(delay_ms), "--ws-compression", compression]
         return cmd, env
     env.update({
-        "DATAAGENT_API_KEYS": f"bench:{KEY}", "DATAAGENT_DEMO_CHUNKS": str(tokens),
+        "DATAAGENT_API_KEYS": f"bench:{KEY}", "DATAAGENT_AGENT": "demo", "DATAAGENT_DEMO_CHUNKS": str(tokens),
         "DATAAGENT_DEMO_CHUNK_DELAY_MS": str(delay_ms), "DATAAGENT_MAX_CONNECTIONS": "20000",
         "DATAAGENT_LOG_LEVEL": "warning", "DATAAGENT_WS_COMPRESSION": compression,
     })

@@ -33,6 +33,7 @@ KEY_B = "key-bravo-9876543210"
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: two named keys, a fast demo engine, nothing read from the environment."""
     values: dict[str, Any] = {
+        "agent": "demo",  # not `auto`: an OPENAI_API_KEY in the environment must not reach a real LLM
         "api_keys": [f"alice:{KEY_A}", f"bob:{KEY_B}"],
         "demo_chunks": 5,
         "demo_chunk_delay_ms": 1,
@@ -132,7 +133,7 @@ class ServerProcess:
 
 
 def spawn(args: list[str], env: dict[str, str], port: int) -> ServerProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAGENT_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAAGENT_", "OPENAI_"))}
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(

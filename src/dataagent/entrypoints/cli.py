@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         print(f"dataagent-server: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    from dataagent.entrypoints.engines import EngineLoadError, check_engine_settings
+
+    try:
+        check_engine_settings(settings)
+    except EngineLoadError as exc:
+        print(f"dataagent-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     _check_store(settings)
     from dataagent.entrypoints.app import create_app, ensure_api_key
