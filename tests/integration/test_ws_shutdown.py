@@ -113,6 +113,22 @@ async def test_sigterm_makes_an_in_flight_sync_rest_chat_return_cancelled_instea
         assert await asyncio.to_thread(wait_exit, server, EXIT_WITHIN_S) is not None, "the server did not exit"
 
 
+async def test_sigterm_that_finds_uvicorns_tick_due_still_sends_done_before_closing_the_socket() -> None:
+    # A process that is not scheduled for 0.3 s (a throttled container, a loaded host) wakes up with uvicorn's
+    # 0.1 s tick overdue: the signal handler and that tick then run in the same event-loop iteration.
+    with long_answer_server() as server:
+        async with ws_connect_to(server.base_url, "paused", KEY) as ws:
+            assert (await ws.recv())["event_type"] == "connected"
+            await ws.send("chat", message="a very long answer please")
+            await ws.until("text")
+            server.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.3)
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.send_signal(signal.SIGCONT)
+            frames = await ws.until("done", timeout=EXIT_WITHIN_S)
+            assert frames[-1]["data"]["reason"] == "shutdown"
+
+
 async def test_the_server_exits_with_code_0_after_sigterm() -> None:
     with long_answer_server() as server:
         server.proc.send_signal(signal.SIGTERM)

@@ -100,30 +100,32 @@ def tune_gc() -> None:
 
 
 def _cancel_runs_on_signal(container: Container) -> Callable[[], None]:
-    """On SIGTERM/SIGINT, cancel and persist running answers at once, then let uvicorn shut down.
+    """On SIGTERM/SIGINT, cancel and persist running answers first, then hand the signal to uvicorn.
 
-    uvicorn closes sockets (1012) and waits for open requests before the lifespan ends; cancelling the runs
-    first lets their `done` reach the sockets and lets waiting REST chats return. Returns an undo.
+    uvicorn closes sockets (1012) within its next 0.1 s tick after its handler runs; calling it only once the
+    runs have ended lets their `done` reach the sockets and waiting REST chats return. A second signal goes
+    straight to uvicorn. Returns an undo.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
+    originals: dict[int, Any] = {}
 
-    def cancel_runs() -> None:
+    def cancel_runs_then(previous: Any, signum: int) -> None:
+        if pending:  # a second signal: do not wait any longer
+            _call_handler(previous, signum)
+            return
         task = loop.create_task(container.run_manager().shutdown(reason="shutdown"))
         pending.add(task)
-        task.add_done_callback(pending.discard)
+        task.add_done_callback(lambda _: _call_handler(previous, signum))
 
-    originals: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
         originals[sig] = previous
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(cancel_runs)
-            if callable(previous):
-                previous(signum, frame)
+            loop.call_soon_threadsafe(cancel_runs_then, previous, signum)
 
         signal.signal(sig, handler)
 
@@ -133,6 +135,13 @@ def _cancel_runs_on_signal(container: Container) -> Callable[[], None]:
                 signal.signal(sig, previous)
 
     return restore
+
+
+def _call_handler(handler: Any, signum: int) -> None:
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 async def _expire_forever(container: Container, settings: Settings) -> None:

@@ -108,8 +108,9 @@ class InMemoryRunBroker:
         if after_seq > channel.seq:
             return [], False  # a seq this process never issued: from before a restart
         held = [_unhold(session_id, e) for e in channel.held if _seq_of(e) > after_seq]
-        complete = after_seq == channel.seq or (bool(held) and held[0].seq == after_seq + 1)
-        return held, complete
+        if after_seq == channel.seq or (held and held[0].seq == after_seq + 1):
+            return held, True
+        return [], False  # a gap: replaying the rest would only mislead; the client reloads history
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
         return self._replay(session_id, self._channel(session_id), after_seq)
