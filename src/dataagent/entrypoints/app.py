@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from dataagent import __version__
 from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
 from dataagent.adapters.http.errors import install_error_handlers
-from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         allow_credentials="*" not in settings.cors_origins,
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RawSendMiddleware, key=websocket.RAW_SEND_KEY)  # outermost
     return app
 
 

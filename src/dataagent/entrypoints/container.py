@@ -7,7 +7,7 @@ import logging
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
-from dataagent.adapters.http.websocket import SocketSettings
+from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
@@ -114,6 +114,7 @@ class Container(containers.DeclarativeContainer):
         max_frame_bytes=settings.provided.max_frame_bytes,
         send_timeout_s=settings.provided.ws_send_timeout,
     )
+    socket_watchdog = providers.Singleton(SendWatchdog)
 
     chat_service = providers.Factory(
         ChatService,
@@ -156,6 +157,7 @@ async def start_services(container: Container) -> None:
 async def stop_services(container: Container) -> None:
     """Cancel and persist running answers, then release the broker, engine and store."""
     await container.run_manager().shutdown(reason="shutdown")
+    await container.socket_watchdog().close()
     await container.broker().close()
     await container.engine().close()
     await container.repository().close()
