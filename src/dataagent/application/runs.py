@@ -25,6 +25,7 @@ from dataagent.application.ports import (
 )
 from dataagent.domain.errors import (
     AgentFailedError,
+    BrokerUnavailableError,
     DataAgentError,
     NoActiveRunError,
     RunInProgressError,
@@ -42,6 +43,7 @@ from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, Ru
 log = logging.getLogger("dataagent.runs")
 
 CANCEL_WAIT_S = 5.0
+REMOTE_END_POLL_S = 0.02
 FINAL_WRITE_TIMEOUT_S = 30.0
 
 
@@ -128,16 +130,39 @@ class RunManager:
     async def cancel(
         self, session_id: str, run_id: str | None = None, reason: str = "user", wait: bool = True
     ) -> str:
-        """Cancel the session's active run (if `run_id` is given, only that one); `wait` for its end here."""
-        active = await self._broker.active_run(session_id)
+        """Cancel the session's active run (if `run_id` is given, only that one); `wait` for its end, wherever
+        it runs (its answer is then stored and the session free, as on one process)."""
+        try:
+            active = await self._broker.active_run(session_id)
+        except BrokerUnavailableError:
+            live = self._local_run_of(session_id)  # the broker is away: a run of this process still stops
+            if live is None:
+                raise
+            active = live.run.run_id
         if active is None or (run_id is not None and run_id != active):
             raise NoActiveRunError()
-        await self._broker.send_control(RunControl("cancel", session_id, active, reason))
         live = self._runs.get(active)
-        if live is not None and wait:
+        if live is not None:
+            self._cancel_local(live, reason)
+        else:
+            await self._broker.send_control(RunControl("cancel", session_id, active, reason))
+        if wait:
             with anyio.move_on_after(CANCEL_WAIT_S):
-                await live.finished.wait()
+                if live is not None:
+                    await live.finished.wait()
+                else:
+                    await self._wait_remote_end(session_id, active)
         return active
+
+    async def _wait_remote_end(self, session_id: str, run_id: str) -> None:
+        """Until the session's claim by `run_id` (a run of another process) is released."""
+        while True:
+            if await self._broker.active_run(session_id) != run_id:
+                return
+            await asyncio.sleep(REMOTE_END_POLL_S)
+
+    def _local_run_of(self, session_id: str) -> LiveRun | None:
+        return next((live for live in self._runs.values() if live.run.session_id == session_id), None)
 
     async def wait_finished(self, run_id: str) -> None:
         live = self._runs.get(run_id)
@@ -279,11 +304,6 @@ class RunManager:
             )
         except DataAgentError:
             log.warning("run %s: could not clear the session's run state", run.run_id)
-        try:
-            await self._broker.release_run(run.session_id, run.run_id)
-        except DataAgentError:
-            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
-        self._runs.pop(run.run_id, None)
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
             "message_id": message_id,
@@ -291,7 +311,11 @@ class RunManager:
         }
         if run.reason:
             done["reason"] = run.reason
-        self._publish(run, EventType.DONE, done)
+        self._runs.pop(run.run_id, None)
+        try:  # the broker publishes `done` once the session is free (also if the release itself fails)
+            await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
+        except DataAgentError:
+            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
         live.finished.set()
 
     def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
