@@ -88,6 +88,8 @@ class RedisRunBroker:
             url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2),
         )
+        where = self._redis.connection_pool.connection_kwargs
+        self.where = f"{where.get('host', where.get('path', '?'))}:{where.get('port', '')}/{where.get('db', 0)}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._replay_events = replay_events
         self._replay_ttl_ms = int(replay_ttl_s * 1000)
@@ -122,9 +124,11 @@ class RedisRunBroker:
             result = await awaitable
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._connected_since = None
-            raise BrokerUnavailableError(f"Redis is unreachable ({type(exc).__name__})") from exc
+            raise BrokerUnavailableError(
+                f"cannot use Redis at {self.where}: unreachable ({type(exc).__name__})") from exc
         except RedisError as exc:
-            raise BrokerUnavailableError(f"Redis refused a command ({type(exc).__name__})") from exc
+            raise BrokerUnavailableError(
+                f"cannot use Redis at {self.where}: a command failed ({type(exc).__name__})") from exc
         if self._connected_since is None:
             self._connected_since = time.monotonic()
         return result
