@@ -411,3 +411,28 @@ async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_se
         messages = await history(rb, sid)
         assert Counter((m["run_id"], m["role"]) for m in messages if m["role"] == "assistant") == {
             (frames[0]["data"]["run_id"], "assistant"): 1, (r.json()["run_id"], "assistant"): 1}
+
+
+async def test_an_owner_cut_off_from_redis_longer_than_its_lease_does_not_store_the_answer_twice(
+    cluster: Cluster,
+) -> None:
+    b, sid = cluster.b, new_sid("partition")
+    own_proxy = ThreadedTcpProxy(REDIS_HOST, REDIS_PORT).start()
+    owner = start_server(server_env(cluster.database, own_proxy.port, DEMO_CHUNKS="400", DEMO_CHUNK_DELAY_MS="10"))
+    try:
+        wait_healthy(owner)
+        async with ws_connect(owner, sid) as wo, ws_connect(b, sid) as wb, b.client() as rb:
+            await wo.recv(), await wb.recv()
+            await wo.send("chat", message="an answer whose process loses Redis but not the database")
+            await texts(wb, 5)
+            own_proxy.cut()  # only this process loses Redis: the others close its run as worker_lost
+            closed = (await wb.until("done", timeout=10))[-1]["data"]
+            assert closed["status"] == "failed" and closed["reason"] == "worker_lost"
+            local = await wo.until("done", timeout=20)  # the owner goes on, and ends it without storing again
+            assert kinds(local)[-2:] == ["error", "done"] and local[-2]["data"]["error_code"] == "worker_lost"
+            assert local[-1]["data"]["status"] == "failed" and local[-1]["data"]["message_id"] is None
+            answers = [m for m in await history(rb, sid) if m["role"] == "assistant"]
+            assert len(answers) == 1 and answers[0]["message_id"] == closed["message_id"]
+    finally:
+        owner.stop(signal.SIGKILL)
+        own_proxy.close()

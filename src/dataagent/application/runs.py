@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from dataagent.application.approvals import Approvals, LiveRun
-from dataagent.application.failover import OrphanCloser, keep_leases
+from dataagent.application.failover import WORKER_LOST, OrphanCloser, keep_leases
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
@@ -29,6 +29,7 @@ from dataagent.domain.errors import (
     DataAgentError,
     NoActiveRunError,
     RunInProgressError,
+    WorkerLostError,
 )
 from dataagent.domain.events import (
     AgentOutput,
@@ -296,14 +297,23 @@ class RunManager:
             self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
         if error is not None:
             self._publish_error(run, error)
-        message_id, status = await self._persist_answer(live, status, error)
-        run.transition(status)
-        try:
-            await self._repo.set_run_state(
-                run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
-            )
-        except DataAgentError:
-            log.warning("run %s: could not clear the session's run state", run.run_id)
+        if await self._closed_elsewhere(run):
+            # this process was cut off from the broker longer than its lease: another one closed the run as
+            # worker_lost and stored its answer; storing this one too would persist the run twice
+            log.error("run %s: closed by another process meanwhile; its answer is not stored again", run.run_id)
+            run.reason = WORKER_LOST
+            self._publish_error(run, WorkerLostError())
+            message_id, status = None, RunStatus.FAILED
+            run.transition(status)
+        else:
+            message_id, status = await self._persist_answer(live, status, error)
+            run.transition(status)
+            try:
+                await self._repo.set_run_state(
+                    run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
+                )
+            except DataAgentError:
+                log.warning("run %s: could not clear the session's run state", run.run_id)
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
             "message_id": message_id,
@@ -317,6 +327,16 @@ class RunManager:
         except DataAgentError:
             log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
         live.finished.set()
+
+    async def _closed_elsewhere(self, run: ChatRun) -> bool:
+        """With several processes (leases), whether the session no longer names this run as its active one."""
+        if self._broker.lease_renew_interval_s is None:
+            return False
+        try:
+            session = await self._repo.get_session(run.session_id)
+        except DataAgentError:
+            return False  # the store is away: the final write below reports it
+        return session is not None and session.active_run_id != run.run_id
 
     def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
         if live.cancel_reason is not None:
