@@ -366,17 +366,28 @@ async def test_kill_9_of_the_owner_ends_its_run_as_worker_lost_on_the_other_proc
 async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_service_comes_back(
     cluster: Cluster,
 ) -> None:
-    a, b, sid = cluster.a, cluster.b, new_sid("outage")
-    async with ws_connect(a, sid) as wa, a.client() as ra, b.client() as rb:
-        await wa.recv()
+    a, b, sid, other = cluster.a, cluster.b, new_sid("outage"), new_sid("outage-cancel")
+    async with ws_connect(a, sid) as wa, ws_connect(a, other) as wc, a.client() as ra, b.client() as rb:
+        await wa.recv(), await wc.recv()
         await wa.send("chat", message="an answer that streams through the outage")
+        await wc.send("chat", message="an answer cancelled during the outage")
         seen = await texts(wa, 2)
+        await texts(wc, 2)
         cluster.proxy.cut()
         try:
             for c in (ra, rb):
                 r = await c.post("/api/v1/chat", json={"message": "during", "session_id": new_sid("during")})
                 assert r.status_code == 503 and r.json()["error_code"] == "broker_unavailable", r.text
                 assert r.headers["Retry-After"]
+            r = await rb.post(f"/api/v1/chat/{sid}/cancel")  # the run is on A: B cannot reach it
+            assert r.status_code == 503 and r.json()["error_code"] == "broker_unavailable"
+            await wc.send("cancel")  # a socket on the run's own process still stops it
+            cancelled = await wc.until("done", timeout=10)
+            assert cancelled[-1]["data"]["status"] == "cancelled"
+            await wc.send("chat", message="a new answer during the outage")
+            refused = await wc.recv()
+            assert refused["event_type"] == "error" and refused["data"]["error_code"] == "broker_unavailable"
+            assert refused["data"]["recoverable"] is True and "seq" not in refused
             for srv in (a, b):
                 health = await wait_health(srv, 503)
                 assert health["status"] == "degraded" and health["broker"] == "redis"
@@ -411,6 +422,10 @@ async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_se
         messages = await history(rb, sid)
         assert Counter((m["run_id"], m["role"]) for m in messages if m["role"] == "assistant") == {
             (frames[0]["data"]["run_id"], "assistant"): 1, (r.json()["run_id"], "assistant"): 1}
+        r = await rb.post("/api/v1/chat", json={"message": "after, the other one", "session_id": other})
+        assert r.status_code == 200 and (await wc.until("done"))[-1]["data"]["status"] == "completed"
+        assert [(m["role"], m["status"]) for m in await history(rb, other)] == [
+            ("user", "completed"), ("assistant", "cancelled"), ("user", "completed"), ("assistant", "completed")]
 
 
 async def test_an_owner_cut_off_from_redis_longer_than_its_lease_does_not_store_the_answer_twice(
