@@ -218,10 +218,15 @@ class RedisRunBroker:
                 log.warning("session %s: %d events came after the stream had moved past them; not held for replay",
                             sid, len(events))
 
-    async def _snapshot(self, session_id: str) -> tuple[list[RunEvent], str | None, int]:
-        """The held events, the active run and the last written seq, read at one instant."""
+    async def _snapshot(
+        self, session_id: str, after_seq: int | None = None
+    ) -> tuple[list[RunEvent], str | None, int]:
+        """The held events (those after `after_seq`, if given), the active run and the last written seq, read at
+        one instant. A batch's entry id is its last seq, so the entries from `after_seq + 1` on hold every held
+        event after it (and a trimmed one shows as a gap)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xrange(self._k("ev", session_id))
+        first = "-" if after_seq is None else f"{min(max(after_seq + 1, 0), 2**63)}-0"  # a stream id is u64
+        pipe.xrange(self._k("ev", session_id), min=first)
         pipe.get(self._k("run", session_id))
         await self._last_seq(keys=[self._k("seq", session_id)], args=[floor_seq(), self._seq_ttl_ms], client=pipe)
         entries, run, stored = await self._call(pipe.execute())
@@ -234,13 +239,13 @@ class RedisRunBroker:
         channel.subscribers.add(subscription)  # live events queue up while the held ones are read
         try:
             await self._flush(only=session_id)
-            held, active, stored = await self._snapshot(session_id)
+            held, active, stored = await self._snapshot(session_id, after_seq)
             if after_seq is not None and active is not None and not channel.publishing:
                 # the client may have seen events on the run's own process that it has not flushed yet
                 deadline = time.monotonic() + CATCH_UP_S
                 while after_seq > max(stored, held[-1].seq if held else 0) and time.monotonic() < deadline:
                     await asyncio.sleep(self._flush_interval_s * 2)
-                    held, active, stored = await self._snapshot(session_id)
+                    held, active, stored = await self._snapshot(session_id, after_seq)
         except BaseException:
             subscription.close()
             raise
@@ -265,7 +270,7 @@ class RedisRunBroker:
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
         await self._flush(only=session_id)
-        held, _, stored = await self._snapshot(session_id)
+        held, _, stored = await self._snapshot(session_id, after_seq)
         known = max(self._channel(session_id).seq, stored, held[-1].seq if held else 0)
         return replay_from(held, after_seq, None, known)
 
