@@ -92,8 +92,13 @@ async def test_a_batch_the_stream_has_moved_past_is_dropped_and_other_sessions_k
 async def test_an_owner_takes_its_claim_back_after_redis_lost_its_data_and_the_sweeper_spares_its_runs() -> None:
     async with brokers(2, lease_s=1) as (owner, other):
         assert await owner.claim_run("s", "r1")
-        await owner._call(owner._redis.flushdb())  # Redis restarted empty
+        await owner._call(owner._redis.flushdb())  # Redis restarted empty, without its scripts either
+        owner._flush_script.sha = "0" * 40  # (a script unknown to Redis: SCRIPT FLUSH would hit every user)
         assert await other.active_run("s") is None
+        events = text(owner, "s", "r1", 3)
+        await owner._flush()
+        held, _ = await other.replay("s", events[0].seq - 1)
+        assert [e.seq for e in held] == [e.seq for e in events]
         await owner.renew_runs({("s", "r1"): {"text": "so far"}})
         assert await other.active_run("s") == "r1" and not await other.claim_run("s", "r2")
         # its lease lapses unrenewed: the other process closes it, the owner's own sweeper never does

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dataagent.adapters.redis.codec import (
@@ -180,7 +180,7 @@ class RedisRunBroker:
         async with self._flush_lock:
             await self._flush_now(only)
 
-    async def _flush_now(self, only: str | None) -> None:
+    async def _flush_now(self, only: str | None, retry: bool = True) -> None:
         work = [(sid, c) for sid, c in self._channels.items()
                 if (c.outbox or c.release) and (only is None or sid == only)]
         if not work:
@@ -200,7 +200,8 @@ class RedisRunBroker:
                 value, member, run_id = release
                 keys += [self._k("run", sid), self._k("leases"), self._k("ckpt", run_id)]
                 args += [value, member, self._lease_ms * 10]
-            await self._flush_script(keys=keys, args=args, client=pipe)
+            # EVALSHA straight on the pipeline: a registered Script would add a SCRIPT EXISTS round trip per flush
+            pipe.evalsha(self._flush_script.sha, len(keys), *keys, *args)
             taken.append((sid, channel, events, release))
         try:
             results = await self._call(pipe.execute(raise_on_error=False))
@@ -208,6 +209,13 @@ class RedisRunBroker:
             for _, channel, events, _ in taken:  # keep them, in order, for the next try
                 channel.outbox = events + channel.outbox
             raise
+        if any(isinstance(result, NoScriptError) for result in results):  # Redis restarted: nothing ran
+            for _, channel, events, _ in taken:
+                channel.outbox = events + channel.outbox
+            self._flush_script.sha = await self._call(self._redis.script_load(FLUSH))
+            if not retry:
+                raise BrokerUnavailableError("Redis refused the flush script")
+            return await self._flush_now(only, retry=False)
         for (sid, channel, events, release), result in zip(taken, results, strict=True):
             if isinstance(result, Exception):
                 log.error("session %s: Redis refused a batch of %d events: %s", sid, len(events), result)
@@ -501,6 +509,7 @@ class RedisRunBroker:
 
     async def start(self) -> None:
         await self.ping()
+        self._flush_script.sha = await self._call(self._redis.script_load(FLUSH))
         for work in (self._flush_forever, self._watch_forever, self._sweep_forever, self._listen_forever):
             self._tasks.append(asyncio.create_task(work(), name=f"redis-broker:{work.__name__}"))
 
