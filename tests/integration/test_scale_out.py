@@ -422,10 +422,12 @@ async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_se
         messages = await history(rb, sid)
         assert Counter((m["run_id"], m["role"]) for m in messages if m["role"] == "assistant") == {
             (frames[0]["data"]["run_id"], "assistant"): 1, (r.json()["run_id"], "assistant"): 1}
-        r = await rb.post("/api/v1/chat", json={"message": "after, the other one", "session_id": other})
-        assert r.status_code == 200 and (await wc.until("done"))[-1]["data"]["status"] == "completed"
+        await wc.send("chat", message="after, on A, cancelled through B")  # control reaches A again
+        await texts(wc, 2)
+        r = await rb.post(f"/api/v1/chat/{other}/cancel")
+        assert r.status_code == 200 and (await wc.until("done"))[-1]["data"]["status"] == "cancelled"
         assert [(m["role"], m["status"]) for m in await history(rb, other)] == [
-            ("user", "completed"), ("assistant", "cancelled"), ("user", "completed"), ("assistant", "completed")]
+            ("user", "completed"), ("assistant", "cancelled"), ("user", "completed"), ("assistant", "cancelled")]
 
 
 async def test_an_owner_cut_off_from_redis_longer_than_its_lease_does_not_store_the_answer_twice(
