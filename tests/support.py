@@ -115,6 +115,14 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def client(self, key: str | None = KEY_A, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
     def text(self) -> str:
         return "".join(self.output)
 
@@ -197,7 +205,7 @@ class WsClient:
 
 @contextlib.asynccontextmanager
 async def ws_connect(
-    srv: LiveServer, session_id: str, key: str | None = KEY_A, query: str = "", **kwargs: Any
+    srv: LiveServer | ServerProcess, session_id: str, key: str | None = KEY_A, query: str = "", **kwargs: Any
 ) -> AsyncIterator[WsClient]:
     """A socket on /ws/chat/{session_id} with the key as `?api_key=`; the `connected` frame is left unread."""
     params = [p for p in (f"api_key={key}" if key else "", query) if p]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -103,3 +105,44 @@ class TcpProxy:
                 pair.client.write(data)
                 await pair.client.drain()
         pair.abort()
+
+
+class ThreadedTcpProxy:
+    """A TcpProxy on an event loop of its own thread, for servers shared by several tests (each test has its
+    own loop): `start()` / `close()`, and `cut()` / `restore()` from any thread."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._proxy = TcpProxy(upstream_host, upstream_port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._proxy.port
+
+    @property
+    def is_cut(self) -> bool:
+        return self._proxy.is_cut
+
+    def start(self) -> ThreadedTcpProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._proxy.__aenter__(), self._loop).result(10)
+        return self
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._proxy.__aexit__(None, None, None), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def cut(self) -> None:
+        self._call(self._proxy.cut)
+
+    def restore(self) -> None:
+        self._call(self._proxy.restore)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        async def run() -> None:
+            fn()
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)

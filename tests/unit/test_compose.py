@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dataagent.entrypoints.cli import multi_worker_problem
 from dataagent.entrypoints.container import mysql_url
 from dataagent.entrypoints.settings import ENV_PREFIX, Settings, load_settings
 
@@ -27,8 +28,8 @@ def resolved(value: Any) -> str:
     return match.group("default") if match else str(value)
 
 
-def test_there_is_a_server_and_a_mysql_service_and_a_named_volume(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"server", "mysql"}
+def test_there_is_a_server_a_mysql_and_a_redis_service_and_a_named_volume(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"server", "mysql", "redis"}
     mysql = compose["services"]["mysql"]
     assert re.match(r"^(mariadb|mysql):\d", mysql["image"])
     assert "mysql-data:/var/lib/mysql" in mysql["volumes"] and "mysql-data" in compose["volumes"]
@@ -42,6 +43,23 @@ def test_mysql_has_a_healthcheck_and_the_server_waits_for_it(compose: dict[str, 
     assert {"interval", "timeout", "retries"} <= set(check)
     server = compose["services"]["server"]
     assert server["depends_on"]["mysql"]["condition"] == "service_healthy"
+
+
+def test_redis_has_a_healthcheck_keeps_nothing_on_disk_and_the_server_waits_for_it(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert re.match(r"^redis:\d", redis["image"])
+    check = redis["healthcheck"]
+    assert check["test"] == ["CMD", "redis-cli", "ping"] and {"interval", "timeout", "retries"} <= set(check)
+    assert "--appendonly" in redis["command"] and "volumes" not in redis  # as docs/SCALING.md describes
+    assert compose["services"]["server"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_server_runs_two_workers_on_the_redis_broker_which_the_cli_accepts(compose: dict[str, Any]) -> None:
+    env = {k: resolved(v) for k, v in compose["services"]["server"]["environment"].items()}
+    settings = load_settings(**{name[len(ENV_PREFIX):].lower(): value for name, value in env.items()})
+    assert settings.workers == 2 and settings.broker == "redis" and settings.session_store == "mysql"
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert multi_worker_problem(settings) is None
 
 
 def test_the_server_is_built_here_uses_the_mysql_store_and_publishes_its_port(compose: dict[str, Any]) -> None:

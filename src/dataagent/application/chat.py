@@ -131,6 +131,12 @@ class ChatService:
 
     async def decide(self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
         """Deliver a decision on a pending approval to its run; returns the run id."""
+        run_id, _ = await self._decide(principal, session_id, interrupt_id, raw_decisions)
+        return run_id
+
+    async def _decide(
+        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+    ) -> tuple[str, str]:
         session = await self.owned_session(principal, session_id)
         decision = self._one_decision(raw_decisions)
         if interrupt_id is None:
@@ -153,18 +159,21 @@ class ChatService:
         await self._broker.send_control(
             RunControl("decision", session_id, run_id, interrupt_id=interrupt_id, decision=decision)
         )
-        return run_id
+        return run_id, interrupt_id
 
     async def decide_stream(
         self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> AsyncGenerator[RunEvent, None]:
-        """Decide, then yield the continued run's events until it ends or awaits another approval."""
+        """Decide, then yield the continued run's events (from the decision's `hitl_resolved` on) until it ends
+        or awaits another approval."""
         subscription = await self._broker.subscribe(
             session_id, await self._broker.last_seq(session_id), SYNC_BUFFER_EVENTS
         )
         try:
-            run_id = await self.decide(principal, session_id, interrupt_id, raw_decisions)
-            async for event in self._follow(subscription, run_id):
+            run_id, decided = await self._decide(principal, session_id, interrupt_id, raw_decisions)
+            # the subscription may begin before the `hitl` (when the run is on another process, this one may
+            # not have seen it yet): what comes before the decision's `hitl_resolved` is not the continuation
+            async for event in self._follow(subscription, run_id, after_interrupt=decided):
                 yield event
         finally:
             subscription.close()
@@ -186,19 +195,25 @@ class ChatService:
         return Decision.parse(raw_decisions[0])
 
     @staticmethod
-    async def _follow(subscription: Subscription, run_id: str) -> AsyncGenerator[RunEvent, None]:
-        """The run's events from the subscription, up to its `done` or its next `hitl`."""
-        for event in subscription.replayed:
-            if event.run_id == run_id:
-                yield event
-                if event.event_type in _STOPS:
-                    return
+    async def _follow(
+        subscription: Subscription, run_id: str, after_interrupt: str | None = None
+    ) -> AsyncGenerator[RunEvent, None]:
+        """The run's events from the subscription, up to its `done` or its next `hitl`; with `after_interrupt`,
+        only from the `hitl_resolved` of that interrupt on."""
+        waiting = after_interrupt is not None
+        batch: list[Any] = list(subscription.replayed)
         while True:
-            for item in await subscription.get_batch():
-                if isinstance(item, RunEvent) and item.run_id == run_id:
-                    yield item
-                    if item.event_type in _STOPS:
-                        return
+            for item in batch:
+                if not isinstance(item, RunEvent) or item.run_id != run_id:
+                    continue
+                if waiting:
+                    if item.event_type != EventType.HITL_RESOLVED or item.data.get("interrupt_id") != after_interrupt:
+                        continue
+                    waiting = False
+                yield item
+                if item.event_type in _STOPS:
+                    return
+            batch = await subscription.get_batch()
 
     async def _outcome(self, events: list[RunEvent]) -> RunOutcome:
         last = events[-1]

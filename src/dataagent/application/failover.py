@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dataagent.application.ports import Clock, IdGenerator, RunBroker, SessionRepository
+from dataagent.application.ports import Clock, FinalEvent, IdGenerator, RunBroker, SessionRepository
 from dataagent.domain.errors import DataAgentError
 from dataagent.domain.events import EventType
 from dataagent.domain.models import Message, Role
@@ -32,7 +32,9 @@ async def keep_leases(runs: RunManager, broker: RunBroker, interval: float) -> N
 
 
 class OrphanCloser:
-    """Ends a run whose owner died: persists its checkpointed text once, as failed (worker_lost)."""
+    """Ends a run whose owner died: persists its checkpointed text once, as failed (worker_lost).
+
+    It publishes the `error`; the broker publishes the returned `done` once the session is free."""
 
     def __init__(self, repository: SessionRepository, broker: RunBroker, clock: Clock, ids: IdGenerator) -> None:
         self._repo = repository
@@ -40,10 +42,10 @@ class OrphanCloser:
         self._clock = clock
         self._ids = ids
 
-    async def close(self, session_id: str, run_id: str) -> None:
+    async def close(self, session_id: str, run_id: str) -> FinalEvent | None:
         session = await self._repo.get_session(session_id)
         if session is None or session.active_run_id != run_id:
-            return  # the owner ended it (only its release was lost), or the session is gone
+            return None  # the owner ended it (only its release was lost), or the session is gone
         state = await self._broker.load_checkpoint(session_id, run_id) or {}
         now = self._clock.now()
         meta: dict[str, Any] = {
@@ -58,8 +60,8 @@ class OrphanCloser:
         self._broker.publish(session_id, run_id, EventType.ERROR.value, {
             "error_code": WORKER_LOST, "message": WORKER_LOST_MESSAGE, "recoverable": False,
         })
-        self._broker.publish(session_id, run_id, EventType.DONE.value, {
+        log.warning("run %s of session %s: its owner stopped; closed as failed (%s)", run_id, session_id, WORKER_LOST)
+        return EventType.DONE.value, {
             "run_id": run_id, "status": "failed", "cancelled": False, "message_id": message.message_id,
             "token_usage": state.get("token_usage"), "reason": WORKER_LOST,
-        })
-        log.warning("run %s of session %s: its owner stopped; closed as failed (%s)", run_id, session_id, WORKER_LOST)
+        }

@@ -142,7 +142,9 @@ class RunControl:
 
 
 ControlHandler = Callable[[RunControl], Awaitable[None]]
-OrphanHandler = Callable[[str, str], Awaitable[None]]  # (session_id, run_id) of a run whose owner died
+FinalEvent = tuple[str, dict[str, Any]]  # (event_type, data) of a run's last event, its `done`
+# Called with (session_id, run_id) of a run whose owner died; returns the run's `done`, published at release.
+OrphanHandler = Callable[[str, str], Awaitable[FinalEvent | None]]
 
 
 class RunBroker(Protocol):
@@ -182,11 +184,18 @@ class RunBroker(Protocol):
         ...
 
     def on_orphan(self, handler: OrphanHandler) -> None:
-        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it."""
+        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it.
+
+        The claim stays until the handler has returned: no new run starts in the session meanwhile. Its
+        returned event is published as the run's last, as by `release_run`."""
         ...
 
-    async def release_run(self, session_id: str, run_id: str) -> None:
-        """End the claim of `run_id` on the session (no-op if it is not the claimant)."""
+    async def release_run(self, session_id: str, run_id: str, final: FinalEvent | None = None) -> None:
+        """End the claim of `run_id` on the session (no-op if it is not the claimant), then publish `final`.
+
+        `final` (the run's `done`) is numbered after every event of the run and goes out only once the session
+        is free, so a client that sees it may start the next run at once, on any process. It reaches this
+        process's subscribers even if the broker cannot be reached (the release is then retried)."""
         ...
 
     async def active_run(self, session_id: str) -> str | None:

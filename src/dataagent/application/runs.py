@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from dataagent.application.approvals import Approvals, LiveRun
-from dataagent.application.failover import OrphanCloser, keep_leases
+from dataagent.application.failover import WORKER_LOST, OrphanCloser, keep_leases
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
@@ -25,9 +25,11 @@ from dataagent.application.ports import (
 )
 from dataagent.domain.errors import (
     AgentFailedError,
+    BrokerUnavailableError,
     DataAgentError,
     NoActiveRunError,
     RunInProgressError,
+    WorkerLostError,
 )
 from dataagent.domain.events import (
     AgentOutput,
@@ -42,6 +44,7 @@ from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, Ru
 log = logging.getLogger("dataagent.runs")
 
 CANCEL_WAIT_S = 5.0
+REMOTE_END_POLL_S = 0.02
 FINAL_WRITE_TIMEOUT_S = 30.0
 
 
@@ -128,16 +131,39 @@ class RunManager:
     async def cancel(
         self, session_id: str, run_id: str | None = None, reason: str = "user", wait: bool = True
     ) -> str:
-        """Cancel the session's active run (if `run_id` is given, only that one); `wait` for its end here."""
-        active = await self._broker.active_run(session_id)
+        """Cancel the session's active run (if `run_id` is given, only that one); `wait` for its end, wherever
+        it runs (its answer is then stored and the session free, as on one process)."""
+        try:
+            active = await self._broker.active_run(session_id)
+        except BrokerUnavailableError:
+            live = self._local_run_of(session_id)  # the broker is away: a run of this process still stops
+            if live is None:
+                raise
+            active = live.run.run_id
         if active is None or (run_id is not None and run_id != active):
             raise NoActiveRunError()
-        await self._broker.send_control(RunControl("cancel", session_id, active, reason))
         live = self._runs.get(active)
-        if live is not None and wait:
+        if live is not None:
+            self._cancel_local(live, reason)
+        else:
+            await self._broker.send_control(RunControl("cancel", session_id, active, reason))
+        if wait:
             with anyio.move_on_after(CANCEL_WAIT_S):
-                await live.finished.wait()
+                if live is not None:
+                    await live.finished.wait()
+                else:
+                    await self._wait_remote_end(session_id, active)
         return active
+
+    async def _wait_remote_end(self, session_id: str, run_id: str) -> None:
+        """Until the session's claim by `run_id` (a run of another process) is released."""
+        while True:
+            if await self._broker.active_run(session_id) != run_id:
+                return
+            await asyncio.sleep(REMOTE_END_POLL_S)
+
+    def _local_run_of(self, session_id: str) -> LiveRun | None:
+        return next((live for live in self._runs.values() if live.run.session_id == session_id), None)
 
     async def wait_finished(self, run_id: str) -> None:
         live = self._runs.get(run_id)
@@ -271,19 +297,23 @@ class RunManager:
             self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
         if error is not None:
             self._publish_error(run, error)
-        message_id, status = await self._persist_answer(live, status, error)
-        run.transition(status)
-        try:
-            await self._repo.set_run_state(
-                run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
-            )
-        except DataAgentError:
-            log.warning("run %s: could not clear the session's run state", run.run_id)
-        try:
-            await self._broker.release_run(run.session_id, run.run_id)
-        except DataAgentError:
-            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
-        self._runs.pop(run.run_id, None)
+        if await self._closed_elsewhere(run):
+            # this process was cut off from the broker longer than its lease: another one closed the run as
+            # worker_lost and stored its answer; storing this one too would persist the run twice
+            log.error("run %s: closed by another process meanwhile; its answer is not stored again", run.run_id)
+            run.reason = WORKER_LOST
+            self._publish_error(run, WorkerLostError())
+            message_id, status = None, RunStatus.FAILED
+            run.transition(status)
+        else:
+            message_id, status = await self._persist_answer(live, status, error)
+            run.transition(status)
+            try:
+                await self._repo.set_run_state(
+                    run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
+                )
+            except DataAgentError:
+                log.warning("run %s: could not clear the session's run state", run.run_id)
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
             "message_id": message_id,
@@ -291,8 +321,22 @@ class RunManager:
         }
         if run.reason:
             done["reason"] = run.reason
-        self._publish(run, EventType.DONE, done)
+        self._runs.pop(run.run_id, None)
+        try:  # the broker publishes `done` once the session is free (also if the release itself fails)
+            await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
+        except DataAgentError:
+            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
         live.finished.set()
+
+    async def _closed_elsewhere(self, run: ChatRun) -> bool:
+        """With several processes (leases), whether the session no longer names this run as its active one."""
+        if self._broker.lease_renew_interval_s is None:
+            return False
+        try:
+            session = await self._repo.get_session(run.session_id)
+        except DataAgentError:
+            return False  # the store is away: the final write below reports it
+        return session is not None and session.active_run_id != run.run_id
 
     def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
         if live.cancel_reason is not None:

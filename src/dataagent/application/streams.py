@@ -29,7 +29,9 @@ class Subscription:
     in order with the events and under the same bound.
     """
 
-    __slots__ = ("replayed", "recovered", "_queue", "_maxsize", "_state", "_on_close", "_waiter", "on_overflow")
+    __slots__ = (
+        "replayed", "recovered", "floor", "_queue", "_maxsize", "_state", "_on_close", "_waiter", "on_overflow",
+    )
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class Subscription:
     ) -> None:
         self.replayed = replayed
         self.recovered = recovered
+        self.floor = 0  # events numbered at or below it were replayed (or the client had them): not again
         self._queue: list[Item] = []
         self._maxsize = maxsize
         self._state = "open"  # open | overflowed | closed
@@ -63,7 +66,9 @@ class Subscription:
     put_local = put
 
     def discard_through(self, seq: int) -> None:
-        """Drop queued events numbered `seq` or lower (they were replayed already)."""
+        """Drop queued events numbered `seq` or lower (they were replayed already); `floor` remembers it for
+        brokers that deliver events from elsewhere later (they skip events at or below it)."""
+        self.floor = max(self.floor, seq)
         self._queue = [e for e in self._queue if not isinstance(e, RunEvent) or e.seq > seq]
 
     async def get_batch(self) -> list[Item]:

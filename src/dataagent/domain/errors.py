@@ -87,6 +87,11 @@ class AgentFailedError(DataAgentError):
     default_message = "The agent failed"
 
 
+class WorkerLostError(DataAgentError):
+    code = "worker_lost"
+    default_message = "The process running this answer stopped"
+
+
 class InvalidTransitionError(DataAgentError):
     """A run was asked to move between states its state machine forbids (a programming error)."""
 

@@ -85,13 +85,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _check_store(settings: Settings) -> None:
-    """Fail fast, in one line, when the configured store cannot be used (before any worker starts)."""
-    from dataagent.domain.errors import StoreUnavailableError
-    from dataagent.entrypoints.container import check_store
+    """Fail fast, in one line, when the configured store or broker cannot be used (before any worker starts)."""
+    from dataagent.domain.errors import BrokerUnavailableError, StoreUnavailableError
+    from dataagent.entrypoints.container import check_broker, check_store
 
     try:
         asyncio.run(check_store(settings))
-    except StoreUnavailableError as exc:
+        asyncio.run(check_broker(settings))
+    except (StoreUnavailableError, BrokerUnavailableError) as exc:
         print(f"dataagent-server: {exc.message}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 

@@ -62,6 +62,17 @@ async def check_store(settings: Settings) -> None:
         await repository.close()
 
 
+async def check_broker(settings: Settings) -> None:
+    """Reach the configured shared broker once; BrokerUnavailableError if it cannot."""
+    if settings.broker != "redis":
+        return
+    broker = RedisRunBroker(settings.redis_url)
+    try:
+        await broker.ping()
+    finally:
+        await broker.close()
+
+
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
     return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
 

@@ -24,6 +24,7 @@ from dataagent.application.chat import ChatService
 from dataagent.application.ports import RunBroker
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.domain.errors import (
+    BrokerUnavailableError,
     DataAgentError,
     InterruptNotFoundError,
     InvalidInputError,
@@ -187,8 +188,7 @@ class _Connection:
         try:
             session = await self._session_or_none()
         except StoreUnavailableError as exc:
-            await self._send(error_frame(self.sid, exc.code, exc.message, recoverable=False))
-            await self.ws.close(CLOSE_TRY_AGAIN, "store_unavailable: try again later")
+            await self._refuse_unavailable(exc)
             return
         if session is not None and not session.is_owned_by(self.principal):
             await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
@@ -196,13 +196,18 @@ class _Connection:
             return
         self.owned = session is not None
         after_seq, bad_after = _after_seq(self.ws.query_params.get("after_seq"))
-        subscription = await self.broker.subscribe(self.sid, after_seq, self.settings.send_buffer)
+        try:
+            subscription = await self.broker.subscribe(self.sid, after_seq, self.settings.send_buffer)
+            self.subscription = subscription
+            last_seq = await self.broker.last_seq(self.sid)
+            active_run_id = await self.broker.active_run(self.sid)
+        except BrokerUnavailableError as exc:
+            await self._refuse_unavailable(exc)
+            return
         subscription.on_overflow = self.release_slot
-        self.subscription = subscription
-        last_seq = await self.broker.last_seq(self.sid)
         self.replay_floor = subscription.replayed[0].seq if subscription.replayed else last_seq + 1
         connected: dict[str, Any] = {
-            "session_id": self.sid, "active_run_id": await self.broker.active_run(self.sid), "last_seq": last_seq,
+            "session_id": self.sid, "active_run_id": active_run_id, "last_seq": last_seq,
         }
         if after_seq is not None:
             connected["recovered"] = subscription.recovered
@@ -221,6 +226,11 @@ class _Connection:
             for task in (reader, writer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def _refuse_unavailable(self, exc: DataAgentError) -> None:
+        """The store or the broker cannot be reached: say so, and close with 1013 (try again later)."""
+        await self._send(error_frame(self.sid, exc.code, exc.message, recoverable=False))
+        await self.ws.close(CLOSE_TRY_AGAIN, f"{exc.code}: try again later")
 
     async def _session_or_none(self) -> Session | None:
         return await self.chat.peek_session(self.sid)

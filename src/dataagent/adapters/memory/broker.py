@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dataagent.application.ports import ControlHandler, OrphanHandler, RunControl
+from dataagent.application.ports import ControlHandler, FinalEvent, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.events import EventType, RunEvent
 
@@ -122,10 +122,12 @@ class InMemoryRunBroker:
         channel.active_run = run_id
         return True
 
-    async def release_run(self, session_id: str, run_id: str) -> None:
+    async def release_run(self, session_id: str, run_id: str, final: FinalEvent | None = None) -> None:
         channel = self._channels.get(session_id)
         if channel is not None and channel.active_run == run_id:
             channel.active_run = None
+        if final is not None:
+            self.publish(session_id, run_id, *final)
 
     async def active_run(self, session_id: str) -> str | None:
         channel = self._channels.get(session_id)

@@ -5,16 +5,16 @@ Keys (prefix `da:`):
                  release or, if the owner died, by the process that closes the orphan);
 - `leases`       a sorted set of `sid|run_id|owner` scored by lease expiry (ms); owners renew it;
 - `ckpt:{run}`   the owner's checkpoint of a run (partial text, tool calls) for failover;
-- `seq:{sid}`    the session's last issued seq, so a run on another process continues the numbering;
+- `seq:{sid}`    the session's last seq written to its stream, so a run on another process numbers on;
 - `ev:{sid}`     a stream of event batches, each entry's id the batch's last seq, trimmed to the last
                  `replay_events` events: the replay buffer, and the feed of remote watchers;
-- `watch:{sid}`  the processes watching the session from elsewhere (a sorted set scored by expiry);
+- `watch:{sid}`  the processes with sockets on the session (a sorted set scored by expiry): the run's owner
+                 writes a watched session's events every 10 ms, an unwatched one's only every 250 ms;
 - `ctl:{owner}`  the pub/sub channel of one process: cancels and approval decisions for its runs.
 
-Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches.
-A session that another process watches is flushed every `flush_interval_s` (10 ms); one nobody else
-watches only every `lazy_flush_s` (250 ms), to keep the replay buffer current. Seqs are numbered locally by
-the run's owner.
+Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches
+(one script call per session per flush); seqs are numbered locally by the run's owner. A process reads a
+session's stream (XREAD) only while it has subscribers of that session and does not run it itself.
 """
 
 from __future__ import annotations
@@ -29,22 +29,28 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dataagent.adapters.redis.codec import (
     CLAIM,
+    FLUSH,
     LAST_SEQ,
-    RELEASE,
+    RENEW,
     decode_event,
     encode_event,
     floor_seq,
     replay_from,
 )
-from dataagent.application.ports import ControlHandler, OrphanHandler, RunControl
+from dataagent.application.ports import ControlHandler, FinalEvent, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import Decision
 from dataagent.domain.errors import BrokerUnavailableError
@@ -55,15 +61,20 @@ T = TypeVar("T")
 
 PREFIX = "da:"
 OUTBOX_LIMIT = 10_000  # events kept per session while Redis is unreachable
-WATCH_TTL_MS = 6000  # a watcher registration lapses this long after the watching process stops refreshing it
+CATCH_UP_S = 0.5  # how long a subscriber waits for another process's unflushed events it says it has seen
+LAZY_FLUSH_S = 0.25  # a session nobody watches from another process is written this often (for replay only)
+WATCH_TTL_MS = 6000  # a watcher registration lapses this long after its process stops refreshing it
+RETRY_S = 1.0  # pause of the background loops after Redis failed
+
 
 @dataclass(slots=True)
 class _Channel:
     seq: int = 0                      # the last seq this process issued or delivered for the session
-    publishing: bool = False          # this process numbers the session's events now (owns its run)
+    publishing: bool = False          # this process numbers the session's events now (runs it, or closes it)
+    synced: bool = False              # `seq` is this process's place in the stream: the watcher reads after it
     subscribers: set[Subscription] = field(default_factory=set)
-    stream_id: str = "0-0"            # the last stream entry read for remote watchers
     outbox: list[RunEvent] = field(default_factory=list)
+    release: tuple[str, str, str] | None = None  # (claim value, lease member, run id) to release with the flush
     watched_elsewhere: bool = False   # another process has sockets on this session: flush it promptly
     flushed_at: float = 0.0
 
@@ -76,27 +87,33 @@ class RedisRunBroker:
         replay_ttl_s: float = 600.0,
         lease_s: float = 6.0,
         flush_interval_s: float = 0.01,
-        lazy_flush_s: float = 0.25,
     ) -> None:
-        # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses
+        # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses.
+        # Few, quick retries: a dropped connection is retried, an outage fails fast (503, not a hung request).
         self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, retry_on_timeout=False, health_check_interval=10,
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2),
         )
+        where = self._redis.connection_pool.connection_kwargs
+        self.where = f"{where.get('host', where.get('path', '?'))}:{where.get('port', '')}/{where.get('db', 0)}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._replay_events = replay_events
         self._replay_ttl_ms = int(replay_ttl_s * 1000)
+        self._seq_ttl_ms = self._replay_ttl_ms * 100
         self._lease_ms = int(lease_s * 1000)
         self._flush_interval_s = flush_interval_s
-        self._lazy_flush_s = lazy_flush_s
-        self._dirty: set[str] = set()  # sessions with unflushed events
         self._channels: dict[str, _Channel] = {}
         self._runs: dict[str, str] = {}  # run_id -> session_id of the runs this process owns
         self._control: ControlHandler | None = None
         self._orphans: OrphanHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._flush_wanted = asyncio.Event()
+        self._dirty: set[str] = set()  # sessions with events (or a release) not yet written
         self._flush_lock = asyncio.Lock()
+        self._connected_since: float | None = None  # monotonic time since which Redis calls succeed
         self._claim = self._redis.register_script(CLAIM)
-        self._release = self._redis.register_script(RELEASE)
+        self._flush_script = self._redis.register_script(FLUSH)
+        self._renew = self._redis.register_script(RENEW)
         self._last_seq = self._redis.register_script(LAST_SEQ)
 
     # -- keys ---------------------------------------------------------------------------------------
@@ -108,13 +125,20 @@ class RedisRunBroker:
     def _member(self, session_id: str, run_id: str, owner: str | None = None) -> str:
         return f"{session_id}|{run_id}|{owner or self.owner}"
 
-    @staticmethod
-    async def _call(awaitable: Awaitable[T]) -> T:
+    async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await a Redis call; a lost connection becomes BrokerUnavailableError."""
         try:
-            return await awaitable
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"Redis is unreachable ({type(exc).__name__})") from exc
+            result = await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._connected_since = None
+            raise BrokerUnavailableError(
+                f"cannot use Redis at {self.where}: unreachable ({type(exc).__name__})") from exc
+        except RedisError as exc:
+            raise BrokerUnavailableError(
+                f"cannot use Redis at {self.where}: a command failed ({type(exc).__name__})") from exc
+        if self._connected_since is None:
+            self._connected_since = time.monotonic()
+        return result
 
     def _channel(self, session_id: str) -> _Channel:
         channel = self._channels.get(session_id)
@@ -126,111 +150,177 @@ class RedisRunBroker:
 
     def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
         channel = self._channels.get(session_id) or self._channel(session_id)
-        channel.seq += 1
-        event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
+        event = self._number(session_id, channel, run_id, event_type, data)
         for subscriber in channel.subscribers:
             subscriber.put(event)
+        return event
+
+    def _number(
+        self, session_id: str, channel: _Channel, run_id: str | None, event_type: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """Give the event the session's next seq and queue it for the stream (not yet to subscribers)."""
+        channel.seq += 1
+        event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
         if len(channel.outbox) >= OUTBOX_LIMIT:
             del channel.outbox[: len(channel.outbox) // 10]
             log.warning("session %s: Redis unreachable, oldest unsent events dropped from replay", session_id)
         channel.outbox.append(event)
         self._dirty.add(session_id)
+        self._flush_wanted.set()
         return event
 
     async def _flush_forever(self) -> None:
+        """Write sessions that another process watches every `flush_interval_s`; others every LAZY_FLUSH_S."""
         while True:
-            await asyncio.sleep(self._flush_interval_s)
+            await self._flush_wanted.wait()
+            await asyncio.sleep(self._flush_interval_s)  # let a batch gather
             now = time.monotonic()
-            due = [sid for sid in self._dirty if self._due(self._channels[sid], now)]
+            due = {sid for sid in self._dirty if self._due(sid, now)}
+            if len(due) == len(self._dirty):
+                self._flush_wanted.clear()
             if not due:
                 continue
             try:
                 await self._flush(due)
             except BrokerUnavailableError:
-                await asyncio.sleep(1.0)
+                self._flush_wanted.set()
+                await asyncio.sleep(RETRY_S)
+            except Exception:
+                log.exception("writing events to Redis failed")
+                await asyncio.sleep(RETRY_S)
 
-    def _due(self, channel: _Channel, now: float) -> bool:
-        return channel.watched_elsewhere or now - channel.flushed_at >= self._lazy_flush_s
+    def _due(self, session_id: str, now: float) -> bool:
+        channel = self._channels.get(session_id)
+        return channel is None or channel.watched_elsewhere or channel.release is not None or (
+            now - channel.flushed_at >= LAZY_FLUSH_S)
 
-    async def _flush(self, sessions: list[str] | None = None) -> None:
-        """Write buffered events to their streams (after any flush in flight, so a reader sees all)."""
+    async def _flush(self, only: str | set[str] | None = None) -> None:
+        """Write buffered events (and pending releases) to Redis, after any flush in flight: in seq order."""
         async with self._flush_lock:
-            await self._flush_now(list(self._dirty) if sessions is None else sessions)
+            await self._flush_now({only} if isinstance(only, str) else only)
 
-    async def _flush_now(self, sessions: list[str]) -> None:
+    async def _flush_now(self, only: set[str] | None, retry: bool = True) -> None:
+        work = [(sid, c) for sid, c in self._channels.items()
+                if (c.outbox or c.release) and (only is None or sid in only)]
         now = time.monotonic()
-        batches = []
-        for sid in sessions:
-            channel = self._channels.get(sid)
+        for sid, channel in work:
             self._dirty.discard(sid)
-            if channel is not None and channel.outbox:
-                batches.append((sid, channel, channel.outbox))
-                channel.outbox = []
-                channel.flushed_at = now
-        if not batches:
+            channel.flushed_at = now
+        if not work:
             return
+        taken: list[tuple[str, _Channel, list[RunEvent], tuple[str, str, str] | None]] = []
         pipe = self._redis.pipeline(transaction=False)
-        for sid, _, events in batches:
-            payload = orjson.dumps([encode_event(e) for e in events])
-            # the entry id is the batch's last seq: trimming by MINID keeps the last `replay_events` events
-            last = events[-1].seq
-            pipe.xadd(self._k("ev", sid), {"o": self.owner, "e": payload}, id=f"{last}-0",
-                      minid=max(0, last - self._replay_events + 1), approximate=False)
-            pipe.pexpire(self._k("ev", sid), self._replay_ttl_ms)
+        for sid, channel in work:
+            events, channel.outbox = channel.outbox, []
+            release = channel.release
+            last = events[-1].seq if events else channel.seq
+            keys = [self._k("ev", sid), self._k("seq", sid)]
+            args: list[Any] = [
+                self.owner, orjson.dumps([encode_event(e) for e in events]) if events else "", f"{last}-0",
+                max(0, last - self._replay_events + 1), self._replay_ttl_ms, self._seq_ttl_ms, last,
+            ]
+            if release is not None:
+                value, member, run_id = release
+                keys += [self._k("run", sid), self._k("leases"), self._k("ckpt", run_id)]
+                args += [value, member, self._lease_ms * 10]
+            # EVALSHA straight on the pipeline: a registered Script would add a SCRIPT EXISTS round trip per flush
+            pipe.evalsha(self._flush_script.sha, len(keys), *keys, *args)
+            taken.append((sid, channel, events, release))
         try:
-            await self._call(pipe.execute())
+            results = await self._call(pipe.execute(raise_on_error=False))
         except BrokerUnavailableError:
-            for sid, channel, events in batches:  # keep them, in order, for the next try
+            for sid, channel, events, _ in taken:  # keep them, in order, for the next try
                 channel.outbox = events + channel.outbox
                 self._dirty.add(sid)
             raise
+        if any(isinstance(result, NoScriptError) for result in results):  # Redis restarted: nothing ran
+            for _, channel, events, _ in taken:
+                channel.outbox = events + channel.outbox
+            self._flush_script.sha = await self._call(self._redis.script_load(FLUSH))
+            if not retry:
+                raise BrokerUnavailableError("Redis refused the flush script")
+            return await self._flush_now(only, retry=False)
+        for (sid, channel, events, release), result in zip(taken, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("session %s: Redis refused a batch of %d events: %s", sid, len(events), result)
+                continue  # a refused script would be refused again: the events stay local; a release is retried
+            if release is not None and channel.release is release:
+                channel.release = None
+            if not result:
+                log.warning("session %s: %d events came after the stream had moved past them; not held for replay",
+                            sid, len(events))
 
-    async def _held(self, session_id: str) -> tuple[list[RunEvent], str]:
-        entries = await self._call(self._redis.xrange(self._k("ev", session_id)))
+    async def _snapshot(
+        self, session_id: str, after_seq: int | None = None
+    ) -> tuple[list[RunEvent], str | None, int]:
+        """The held events (those after `after_seq`, if given), the active run and the last written seq, read at
+        one instant. A batch's entry id is its last seq, so the entries from `after_seq + 1` on hold every held
+        event after it (and a trimmed one shows as a gap)."""
+        pipe = self._redis.pipeline(transaction=True)
+        first = "-" if after_seq is None else f"{min(max(after_seq + 1, 0), 2**63)}-0"  # a stream id is u64
+        pipe.xrange(self._k("ev", session_id), min=first)
+        pipe.get(self._k("run", session_id))
+        await self._last_seq(keys=[self._k("seq", session_id)], args=[floor_seq(), self._seq_ttl_ms], client=pipe)
+        entries, run, stored = await self._call(pipe.execute())
         events = [decode_event(session_id, raw) for _, fields in entries for raw in orjson.loads(fields[b"e"])]
-        last_id = entries[-1][0].decode() if entries else "0-0"
-        return events, last_id
+        return events, run.decode().split("|", 1)[0] if run else None, int(stored)
 
     async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
         channel = self._channel(session_id)
-        subscription = Subscription([], True, maxsize, on_close=channel.subscribers.discard)
+        subscription = Subscription([], True, maxsize, on_close=partial(self._unsubscribe, session_id))
         channel.subscribers.add(subscription)  # live events queue up while the held ones are read
         try:
-            await self._flush([session_id])
+            await self._flush(only=session_id)
             if not channel.publishing:
                 await self._register_watch([session_id])
-            held, last_id = await self._held(session_id)
-            active = await self.active_run(session_id)
-            stored = await self._stored_seq(session_id)
+            held, active, stored = await self._snapshot(session_id, after_seq)
+            if after_seq is not None and active is not None and not channel.publishing:
+                # the client may have seen events on the run's own process that it has not flushed yet
+                deadline = time.monotonic() + CATCH_UP_S
+                while after_seq > max(stored, held[-1].seq if held else 0) and time.monotonic() < deadline:
+                    await asyncio.sleep(self._flush_interval_s * 2)
+                    held, active, stored = await self._snapshot(session_id, after_seq)
         except BaseException:
             subscription.close()
             raise
-        if not channel.publishing and channel.stream_id == "0-0":
-            channel.stream_id = last_id
-            channel.seq = max(channel.seq, stored, held[-1].seq if held else 0)
-        subscription.replayed, subscription.recovered = replay_from(held, after_seq, active, channel.seq)
-        if subscription.replayed:
-            subscription.discard_through(subscription.replayed[-1].seq)
+        known = max(stored, held[-1].seq if held else 0)
+        if not channel.publishing and not channel.synced:
+            channel.seq = max(channel.seq, known)  # the watcher delivers what comes after
+            channel.synced = True
+        subscription.replayed, subscription.recovered = replay_from(
+            held, after_seq, active, max(channel.seq, known))
+        floor = max(after_seq or 0, subscription.replayed[-1].seq if subscription.replayed else 0)
+        if floor:
+            subscription.discard_through(floor)
         return subscription
 
+    def _unsubscribe(self, session_id: str, subscription: Subscription) -> None:
+        channel = self._channels.get(session_id)
+        if channel is None:
+            return
+        channel.subscribers.discard(subscription)
+        if not channel.subscribers:
+            channel.synced = False  # nobody watches: the next subscriber finds its place again
+
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        await self._flush([session_id])
-        held, _ = await self._held(session_id)
-        return replay_from(held, after_seq, None, max(self._channel(session_id).seq, held[-1].seq if held else 0))
+        await self._flush(only=session_id)
+        held, _, stored = await self._snapshot(session_id, after_seq)
+        known = max(self._channel(session_id).seq, stored, held[-1].seq if held else 0)
+        return replay_from(held, after_seq, None, known)
 
     async def last_seq(self, session_id: str) -> int:
-        channel = self._channel(session_id)
-        if channel.publishing or channel.subscribers:
+        channel = self._channels.get(session_id)
+        if channel is not None and (channel.publishing or channel.synced):
             return channel.seq
-        return max(channel.seq, await self._stored_seq(session_id))
+        return max(channel.seq if channel else 0, await self._stored_seq(session_id))
 
     async def _stored_seq(self, session_id: str) -> int:
-        value = await self._call(self._last_seq(
-            keys=[self._k("seq", session_id)], args=[floor_seq(), self._replay_ttl_ms * 100]))
-        return int(value)
+        """The last seq written to the session's stream (starting its numbering at the floor if it has none)."""
+        return int(await self._call(self._last_seq(
+            keys=[self._k("seq", session_id)], args=[floor_seq(), self._seq_ttl_ms])))
 
     async def _register_watch(self, sessions: list[str]) -> None:
-        """Tell the owners of these sessions' runs that this process has sockets on them."""
+        """Tell the owners of these sessions' runs that this process has sockets on them (flush promptly)."""
         expiry = int(time.time() * 1000) + WATCH_TTL_MS
         pipe = self._redis.pipeline(transaction=False)
         for sid in sessions:
@@ -238,93 +328,103 @@ class RedisRunBroker:
             pipe.pexpire(self._k("watch", sid), WATCH_TTL_MS)
         await self._call(pipe.execute())
 
-    async def _watched_elsewhere(self, sessions: list[str]) -> list[bool]:
-        """For each session, whether another process registered sockets on it (and is still alive)."""
+    async def _note_watchers(self, sessions: list[str]) -> None:
+        """Find out, for sessions this process runs, whether another process has sockets on them."""
         now = int(time.time() * 1000)
         pipe = self._redis.pipeline(transaction=False)
         for sid in sessions:
             pipe.zrangebyscore(self._k("watch", sid), now, "+inf")
         found = await self._call(pipe.execute())
-        return [any(m.decode() != self.owner for m in members) for members in found]
+        for sid, members in zip(sessions, found, strict=True):
+            self._channel(sid).watched_elsewhere = any(m.decode() != self.owner for m in members)
 
     async def _refresh_watches_forever(self) -> None:
         while True:
             await asyncio.sleep(WATCH_TTL_MS / 3000)
             watched = [sid for sid, c in self._channels.items() if c.subscribers]
-            with contextlib.suppress(BrokerUnavailableError):
-                if watched:
+            if watched:
+                with contextlib.suppress(BrokerUnavailableError):
                     await self._register_watch(watched)
 
     async def _watch_forever(self) -> None:
         """Deliver events of other processes to this process's subscribers (sessions it does not run)."""
+        prefix = self._k("ev", "x")[:-1]
         while True:
-            streams = {self._k("ev", sid): c.stream_id for sid, c in self._channels.items()
-                       if c.subscribers and not c.publishing}
+            streams = {f"{prefix}{sid}": f"{c.seq}-0" for sid, c in self._channels.items()
+                       if c.subscribers and c.synced and not c.publishing}
             if not streams:
                 await asyncio.sleep(0.05)
                 continue
             try:
                 found = await self._call(self._redis.xread(streams, count=100, block=200))
             except BrokerUnavailableError:
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(RETRY_S)
                 continue
             for key, entries in found or []:
-                self._deliver_remote(key.decode().removeprefix(self._k("ev", "")), entries)
+                self._deliver_remote(key.decode()[len(prefix):], entries)
 
     def _deliver_remote(self, session_id: str, entries: list[Any]) -> None:
+        """Hand stream entries to local subscribers: each event once, in order, none a subscriber already had."""
         channel = self._channels.get(session_id)
-        if channel is None:
+        if channel is None or channel.publishing or not channel.synced:
             return
-        for entry_id, fields in entries:
-            channel.stream_id = entry_id.decode()
-            if fields[b"o"].decode() == self.owner or channel.publishing:
-                continue
+        for _, fields in entries:
             for raw in orjson.loads(fields[b"e"]):
                 event = decode_event(session_id, raw)
                 if event.seq <= channel.seq:
                     continue
                 channel.seq = event.seq
                 for subscriber in channel.subscribers:
-                    subscriber.put(event)
+                    if event.seq > subscriber.floor:
+                        subscriber.put(event)
+
+    async def _catch_up(self, session_id: str, channel: _Channel) -> None:
+        """Deliver to local watchers what is in the stream after their place (before this process numbers)."""
+        if not channel.synced or not channel.subscribers or channel.publishing:
+            return
+        with contextlib.suppress(BrokerUnavailableError):
+            entries = await self._call(self._redis.xrange(self._k("ev", session_id), min=f"{channel.seq + 1}-0"))
+            self._deliver_remote(session_id, entries)
 
     # -- runs: claims, leases, checkpoints, orphans ---------------------------------------------------
 
     async def claim_run(self, session_id: str, run_id: str) -> bool:
         expiry = int(time.time() * 1000) + self._lease_ms
-        last = await self._call(self._claim(
+        last = int(await self._call(self._claim(
             keys=[self._k("run", session_id), self._k("leases"), self._k("seq", session_id)],
             args=[f"{run_id}|{self.owner}", self._member(session_id, run_id), expiry, floor_seq()],
-        ))
-        if int(last) < 0:
+        )))
+        if last < 0:
             return False
         channel = self._channel(session_id)
-        channel.seq = max(channel.seq, int(last))
+        if channel.seq < last:
+            await self._catch_up(session_id, channel)  # the previous run's end, to sockets here that watch it
+        channel.seq = max(channel.seq, last)
         channel.publishing = True
         self._runs[run_id] = session_id
         with contextlib.suppress(BrokerUnavailableError):
-            channel.watched_elsewhere = (await self._watched_elsewhere([session_id]))[0]
+            await self._note_watchers([session_id])
         return True
 
-    async def release_run(self, session_id: str, run_id: str) -> None:
-        channel = self._channel(session_id)
+    async def release_run(self, session_id: str, run_id: str, final: FinalEvent | None = None) -> None:
         self._runs.pop(run_id, None)
+        await self._end(session_id, f"{run_id}|{self.owner}", self._member(session_id, run_id), run_id, final)
+
+    async def _end(self, session_id: str, value: str, member: str, run_id: str, final: FinalEvent | None) -> None:
+        """Release the claim `value` together with the session's last events, then publish `final` here."""
+        channel = self._channel(session_id)
+        event = self._number(session_id, channel, run_id, *final) if final is not None else None
+        channel.release = (value, member, run_id)
         try:
-            await self._flush([session_id])
-            await self._call(self._release(
-                keys=[self._k("run", session_id), self._k("leases"), self._k("seq", session_id)],
-                args=[f"{run_id}|{self.owner}", self._member(session_id, run_id), channel.seq,
-                      self._replay_ttl_ms * 100],
-            ))
+            await self._flush(only=session_id)
+        except BrokerUnavailableError:
+            log.warning("session %s: Redis unreachable; run %s is released when it is back", session_id, run_id)
         finally:
             channel.publishing = False
-            channel.stream_id = "0-0" if not channel.subscribers else await self._stream_tail(session_id)
-
-    async def _stream_tail(self, session_id: str) -> str:
-        try:
-            entries = await self._call(self._redis.xrevrange(self._k("ev", session_id), count=1))
-        except BrokerUnavailableError:
-            return "$"
-        return entries[0][0].decode() if entries else "0-0"
+            channel.synced = bool(channel.subscribers)
+            if event is not None:
+                for subscriber in channel.subscribers:
+                    subscriber.put(event)
 
     async def active_run(self, session_id: str) -> str | None:
         value = await self._call(self._redis.get(self._k("run", session_id)))
@@ -337,19 +437,29 @@ class RedisRunBroker:
     async def renew_runs(self, checkpoints: dict[tuple[str, str], dict[str, Any]]) -> None:
         if not checkpoints:
             return
+        # what a checkpoint holds was published before it was taken: once flushed, the stream has all of it,
+        # so the text another process persists if this one dies is never more than what watchers were sent
+        await self._flush()
         expiry = int(time.time() * 1000) + self._lease_ms
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._k("leases"), {self._member(sid, rid): expiry for sid, rid in checkpoints}, xx=True)
-        for (_, run_id), state in checkpoints.items():
-            pipe.set(self._k("ckpt", run_id), orjson.dumps(state), px=self._lease_ms * 10)
-        await self._call(pipe.execute())
-        sessions = [sid for sid, _ in checkpoints]
-        for sid, watched in zip(sessions, await self._watched_elsewhere(sessions), strict=True):
-            self._channel(sid).watched_elsewhere = watched
+        for (sid, run_id), state in checkpoints.items():
+            await self._renew(
+                keys=[self._k("run", sid), self._k("leases"), self._k("ckpt", run_id)],
+                args=[f"{run_id}|{self.owner}", self._member(sid, run_id), expiry, orjson.dumps(state),
+                      self._lease_ms * 10],
+                client=pipe,
+            )
+        results = await self._call(pipe.execute())
+        await self._note_watchers([sid for sid, _ in checkpoints])
+        for (sid, run_id), kept in zip(checkpoints, results, strict=True):
+            if not kept and run_id in self._runs:
+                log.error("run %s of session %s was closed by another process while this one could not reach "
+                          "Redis; it goes on here", run_id, sid)
 
     async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
         raw = await self._call(self._redis.get(self._k("ckpt", run_id)))
-        return dict(orjson.loads(raw)) if raw else None
+        state = orjson.loads(raw) if raw else None
+        return dict(state) if isinstance(state, dict) else None
 
     def on_orphan(self, handler: OrphanHandler) -> None:
         self._orphans = handler
@@ -359,34 +469,51 @@ class RedisRunBroker:
         while True:
             await asyncio.sleep(self._lease_ms / 6000)
             try:
-                now = int(time.time() * 1000)
-                expired = await self._call(self._redis.zrangebyscore(
-                    self._k("leases"), "-inf", now, start=0, num=20))
-                for member in expired:
-                    if await self._call(self._redis.zrem(self._k("leases"), member)):
-                        await self._close_orphan(*member.decode().split("|", 2))
+                await self._forget_idle()
+                await self._sweep()
             except BrokerUnavailableError:
                 continue
             except Exception:
                 log.exception("closing an orphaned run failed")
 
+    async def _sweep(self) -> None:
+        now = int(time.time() * 1000)
+        expired = await self._call(self._redis.zrangebyscore(self._k("leases"), "-inf", now, start=0, num=20))
+        since = self._connected_since
+        if since is None or time.monotonic() - since < self._lease_ms / 1000:
+            return  # just (re)connected: live owners, cut off like this process, have not renewed yet
+        for member in expired:
+            session_id, run_id, owner = member.decode().split("|", 2)
+            if owner == self.owner and run_id in self._runs:
+                continue  # our own run, late in renewing: it is alive, and the next renewal pushes its lease
+            if await self._call(self._redis.zrem(self._k("leases"), member)):
+                await self._close_orphan(session_id, run_id, owner)
+
     async def _close_orphan(self, session_id: str, run_id: str, owner: str) -> None:
-        if owner == self.owner and run_id in self._runs:
-            return  # our own run, late in renewing: it is alive
         channel = self._channel(session_id)
-        channel.seq = max(channel.seq, await self._stored_seq(session_id))
+        # number on above anything the dead owner may have issued, flushed or not (see floor_seq)
+        base = max(await self._stored_seq(session_id), floor_seq())
+        await self._catch_up(session_id, channel)
+        channel.seq = max(channel.seq, base)
         channel.publishing = True
+        member = self._member(session_id, run_id, owner)
         try:
-            if self._orphans is not None:
-                await self._orphans(session_id, run_id)
-        finally:
-            await self._call(self._release(
-                keys=[self._k("run", session_id), self._k("leases"), self._k("seq", session_id)],
-                args=[f"{run_id}|{owner}", self._member(session_id, run_id, owner), channel.seq,
-                      self._replay_ttl_ms * 100],
-            ))
-            await self._flush([session_id])
+            final = await self._orphans(session_id, run_id) if self._orphans is not None else None
+        except BaseException:
             channel.publishing = False
+            with contextlib.suppress(BrokerUnavailableError):  # try again later; the claim stays meanwhile
+                expiry = int(time.time() * 1000) + self._lease_ms
+                await self._call(self._redis.zadd(self._k("leases"), {member: expiry}))
+            raise
+        await self._end(session_id, f"{run_id}|{owner}", member, run_id, final)
+
+    async def _forget_idle(self) -> None:
+        """Drop the state of sessions this process neither runs nor watches nor owes a write."""
+        async with self._flush_lock:
+            idle = [sid for sid, c in self._channels.items()
+                    if not c.subscribers and not c.publishing and not c.outbox and c.release is None]
+            for sid in idle:
+                del self._channels[sid]
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -417,9 +544,12 @@ class RedisRunBroker:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._k("ctl", self.owner))
                     async for message in pubsub.listen():
-                        await self._on_message(message)
+                        try:
+                            await self._on_message(message)
+                        except Exception:
+                            log.exception("a control message could not be handled")
             except (RedisError, OSError):
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(RETRY_S)
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         if message.get("type") != "message" or self._control is None:
@@ -435,6 +565,7 @@ class RedisRunBroker:
 
     async def start(self) -> None:
         await self.ping()
+        self._flush_script.sha = await self._call(self._redis.script_load(FLUSH))
         for work in (self._flush_forever, self._watch_forever, self._refresh_watches_forever, self._sweep_forever,
                      self._listen_forever):
             self._tasks.append(asyncio.create_task(work(), name=f"redis-broker:{work.__name__}"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataagent.domain.events import EventType, RunEvent
@@ -17,13 +17,44 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return tonumber(redis.call('GET', KEYS[3]) or ARGV[4])
 """
-# Release: only the claimant removes its claim; the seq counter moves up to the last seq it issued.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('ZREM', KEYS[2], ARGV[2])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[3]) > last then last = tonumber(ARGV[3]) end
-redis.call('SET', KEYS[3], last, 'PX', ARGV[4])
+# Flush: append a batch of events to the session's stream (entry id = the batch's last seq, trimmed by MINID)
+# and move the seq counter up to it; with KEYS[3..5], also release a claim in the same step, so that a process
+# that sees the batch (a run's `done`) finds the session free, and a claim after the release numbers on from
+# the batch: the claim value goes only if it is still this run's; its lease goes; its checkpoint is marked
+# released (an owner that was cut off must not take the session back by renewing).
+# KEYS: ev, seq [, run, leases, ckpt]; ARGV: owner, payload, entry id, minid, stream ttl, seq ttl, last seq
+# [, claim value, lease member, ckpt ttl]. Returns 1, or 0 if the stream had moved past the batch (dropped).
+FLUSH = """
+local written = 1
+if ARGV[2] ~= '' then
+  local ok = redis.pcall('XADD', KEYS[1], 'MINID', ARGV[4], ARGV[3], 'o', ARGV[1], 'e', ARGV[2])
+  if type(ok) == 'table' and ok.err then written = 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[7]) > last then
+  redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[6])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+if #KEYS > 2 then
+  if redis.call('GET', KEYS[3]) == ARGV[8] then redis.call('DEL', KEYS[3]) end
+  redis.call('ZREM', KEYS[4], ARGV[9])
+  redis.call('SET', KEYS[5], '{"released":true}', 'PX', ARGV[10])
+end
+return written
+"""
+# Renew: while the claim is still this owner's, push its lease and store its checkpoint. A claim that vanished
+# with no checkpoint left (Redis restarted empty) is taken back; one released or taken by another is lost (0).
+# KEYS: run, leases, ckpt; ARGV: claim value, lease member, expiry, checkpoint, ckpt ttl.
+RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] then
+  if v or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 return 1
 """
 # The last issued seq of a session, starting its numbering at the floor if it has none.
@@ -32,6 +63,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return tonumber(redis.call('GET', KEYS[1]))
 """
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 def floor_seq() -> int:
     """The clock-based lowest seq a new numbering may start from (see the memory broker)."""
@@ -39,12 +73,13 @@ def floor_seq() -> int:
 
 
 def encode_event(event: RunEvent) -> dict[str, Any]:
+    # the time in whole microseconds: every process shows the event with the very same timestamp
     return {"t": event.event_type, "d": event.data, "r": event.run_id, "s": event.seq,
-            "ts": event.timestamp.timestamp()}
+            "us": (event.timestamp - _EPOCH) // _MICROSECOND}
 
 
 def decode_event(session_id: str, raw: dict[str, Any]) -> RunEvent:
-    return RunEvent(raw["t"], raw["d"], session_id, raw["r"], raw["s"], datetime.fromtimestamp(raw["ts"], UTC))
+    return RunEvent(raw["t"], raw["d"], session_id, raw["r"], raw["s"], _EPOCH + timedelta(microseconds=raw["us"]))
 
 
 def replay_from(
