@@ -27,6 +27,29 @@ HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 KEY = "benchkey"
 PORT = 8100
+BENCH_DB = "dataagent_bench"
+BENCH_REDIS = "redis://127.0.0.1:6379/3"
+MYSQL_ENV = {"DATAAGENT_SESSION_STORE": "mysql", "DATAAGENT_MYSQL_HOST": "127.0.0.1",
+             "DATAAGENT_MYSQL_DATABASE": BENCH_DB}
+REDIS_ENV = {**MYSQL_ENV, "DATAAGENT_BROKER": "redis", "DATAAGENT_REDIS_URL": BENCH_REDIS}
+# target -> (server kind, extra environment, CPUs of the server)
+TARGETS: dict[str, tuple[str, dict[str, str], str]] = {
+    "ours": ("ours", {}, "0"),
+    "bare": ("bare", {}, "0"),
+    "ours-mysql": ("ours", MYSQL_ENV, "0"),
+    "ours-1w": ("ours", {**REDIS_ENV, "DATAAGENT_WORKERS": "1"}, "0,1"),
+    "ours-2w": ("ours", {**REDIS_ENV, "DATAAGENT_WORKERS": "2"}, "0,1"),
+}
+
+
+def reset_backends(extra_env: dict[str, str]) -> None:
+    """A fresh MySQL database and Redis DB for a cell that uses them."""
+    if extra_env.get("DATAAGENT_SESSION_STORE") == "mysql":
+        subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e",
+                        f"DROP DATABASE IF EXISTS {BENCH_DB}; CREATE DATABASE {BENCH_DB} CHARACTER SET utf8mb4"],
+                       check=True)
+    if extra_env.get("DATAAGENT_BROKER") == "redis":
+        subprocess.run(["redis-cli", "-u", BENCH_REDIS, "FLUSHDB"], check=True, capture_output=True)
 
 
 def server_command(target: str, tokens: int, delay_ms: float, compression: str, extra_env: dict[str, str]) -> tuple[
@@ -37,7 +60,7 @@ def server_command(target: str, tokens: int, delay_ms: float, compression: str, 
                "--delay-ms", str(delay_ms), "--ws-compression", compression]
         return cmd, env
     env.update({
-        "DATAAGENT_API_KEYS": f"bench:{KEY}", "DATAAGENT_DEMO_CHUNKS": str(tokens),
+        "DATAAGENT_API_KEYS": f"bench:{KEY}", "DATAAGENT_AGENT": "demo", "DATAAGENT_DEMO_CHUNKS": str(tokens),
         "DATAAGENT_DEMO_CHUNK_DELAY_MS": str(delay_ms), "DATAAGENT_MAX_CONNECTIONS": "20000",
         "DATAAGENT_LOG_LEVEL": "warning", "DATAAGENT_WS_COMPRESSION": compression,
     })
@@ -72,8 +95,10 @@ def loadgen(args: list[str], pid: int, label: str, out: Path) -> dict[str, Any]:
 
 def run_cell(target: str, delay_ms: float, users: int, opts: argparse.Namespace, out: Path,
              scenario: str = "stream", tokens: int = 200) -> dict[str, Any]:
-    extra_env = dict(e.split("=", 1) for e in opts.env)
-    proc = start_server(target, tokens, delay_ms, opts.compression_server, extra_env, opts.server_cpus)
+    kind, target_env, cpus = TARGETS[target]
+    extra_env = {**target_env, **dict(e.split("=", 1) for e in opts.env)}
+    reset_backends(extra_env)
+    proc = start_server(kind, tokens, delay_ms, opts.compression_server, extra_env, opts.server_cpus or cpus)
     try:
         common = ["--tokens", str(tokens), "--delay-ms", str(delay_ms), "--compression", opts.compression]
         loadgen([*common, "-c", "5", "-q", "1"], proc.pid, "warmup", Path(os.devnull))
@@ -109,12 +134,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", default="d0:100,d0:500,d0:1000,d10:100,d10:500,d10:1000")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--targets", default="ours,bare")
+    p.add_argument("--targets", default="ours,bare", help=f"comma-separated, of: {', '.join(TARGETS)}")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--questions", type=int, default=3)
     p.add_argument("--compression", default="deflate", help="what the clients offer (browsers offer deflate)")
     p.add_argument("--compression-server", default="none", help="what both servers accept: none or deflate")
-    p.add_argument("--server-cpus", default="0")
+    p.add_argument("--server-cpus", default=None, help="override the target's CPUs (ours/bare: 0; -1w/-2w: 0,1)")
     p.add_argument("--env", action="append", default=[], help="extra DATAAGENT_*=value for our server")
     p.add_argument("--cancel", action="store_true", help="run the cancel scenario (C=100, T=1000, D=10)")
     p.add_argument("--idle", action="store_true", help="RSS per idle connection with 1000 sockets")
@@ -145,13 +170,15 @@ def main() -> None:
                     f"{sum(r['failures'] for r in rows)} | {median(rows, 'server_rss_peak_mb')} | "
                     f"{median(rows, 'server_cpu_util')} | {median(rows, 'client_cpu_util')} |")
                 print(table[-1], flush=True)
-            if "ours" in medians and "bare" in medians and medians["bare"]:
-                ratio = round((medians["ours"] or 0) / medians["bare"], 2)  # type: ignore[operator]
-                table.append(f"| {delay:g} | {users} | **ours/bare** | **{ratio}** | "
-                             f"ttfc p99 ratio {_ratio(medians['ours_ttfc99'], medians['bare_ttfc99'])} | | | | | |")
-                print(table[-1], flush=True)
+            base = "bare" if "bare" in medians else targets[0]
+            for target in targets:
+                if target != base and medians.get(base):
+                    table.append(f"| {delay:g} | {users} | **{target}/{base}** | "
+                                 f"**{_ratio(medians[target], medians[base])}** | ttfc p99 ratio "
+                                 f"{_ratio(medians[target + '_ttfc99'], medians[base + '_ttfc99'])} | | | | | |")
+                    print(table[-1], flush=True)
     if opts.cancel:
-        for target in (t for t in targets if t != "bare"):  # the bare server has no cancel API
+        for target in (t for t in targets if TARGETS[t][0] != "bare"):  # the bare server has no cancel API
             row = run_cell(target, 10, 100, opts, out, scenario="cancel", tokens=1000)
             table.append(f"cancel {target}: cancel->done p50/p99 {row['cancel_to_done_ms']['p50']} / "
                          f"{row['cancel_to_done_ms']['p99']} ms, chunks after cancel max "

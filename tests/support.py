@@ -33,6 +33,7 @@ KEY_B = "key-bravo-9876543210"
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: two named keys, a fast demo engine, nothing read from the environment."""
     values: dict[str, Any] = {
+        "agent": "demo",  # not `auto`: an OPENAI_API_KEY in the environment must not reach a real LLM
         "api_keys": [f"alice:{KEY_A}", f"bob:{KEY_B}"],
         "demo_chunks": 5,
         "demo_chunk_delay_ms": 1,
@@ -140,7 +141,7 @@ class ServerProcess:
 
 
 def spawn(args: list[str], env: dict[str, str], port: int) -> ServerProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAGENT_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAAGENT_", "OPENAI_"))}
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
@@ -209,5 +210,137 @@ async def ws_connect(
     """A socket on /ws/chat/{session_id} with the key as `?api_key=`; the `connected` frame is left unread."""
     params = [p for p in (f"api_key={key}" if key else "", query) if p]
     url = f"{srv.ws_url}/ws/chat/{session_id}" + ("?" + "&".join(params) if params else "")
+    async with websockets.connect(url, open_timeout=10, **kwargs) as conn:
+        yield WsClient(conn)
+
+
+# -- WebSocket operations helpers (capacity, liveness, backpressure, shutdown) ---------------------------------
+
+
+async def connections(srv: LiveServer | str) -> int:
+    """`connections` of GET /api/v1/health: open sockets plus in-flight REST chats."""
+    base_url = srv if isinstance(srv, str) else srv.base_url
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
+        return int((await c.get("/api/v1/health")).json()["connections"])
+
+
+async def wait_for_connections(srv: LiveServer | str, expected: int, timeout: float = 3.0) -> int:
+    """Poll health until `connections` equals `expected` (or the time is up); return the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = await connections(srv)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        await asyncio.sleep(0.05)
+
+
+async def refusal(
+    srv: LiveServer, session_id: str, key: str | None = KEY_A, query: str = ""
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """Open a socket, read until the server closes it: (close code, frames seen before the close).
+
+    The close code is None if the server sent a `connected` frame (the socket was admitted); the socket is
+    then closed by the client.
+    """
+    async with ws_connect(srv, session_id, key, query) as ws:
+        frames: list[dict[str, Any]] = []
+        try:
+            while True:
+                frame = await ws.recv(5)
+                frames.append(frame)
+                if frame["event_type"] == "connected":
+                    return None, frames
+        except websockets.ConnectionClosed as exc:
+            return (exc.rcvd.code if exc.rcvd else None), frames
+
+
+def server_env(**env: str) -> dict[str, str]:
+    """Environment for a subprocess server that imports the same `dataagent` package as this test process."""
+    import dataagent
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dataagent.__file__)))
+    paths = [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    return {"PYTHONPATH": os.pathsep.join(paths), **env}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc/<pid>/status (VmRSS), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def raw_ws_handshake(
+    host: str, port: int, path: str, rcvbuf: int | None = None, timeout: float = 5.0
+) -> tuple[socket.socket, bytes]:
+    """A WebSocket opening handshake by hand on a plain TCP socket: (the socket, bytes read past the 101 head).
+
+    `rcvbuf` sets SO_RCVBUF before connecting, which bounds the TCP window the server may fill.
+    """
+    import base64
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed during the handshake: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(f"handshake refused: {head!r}")
+    return sock, rest
+
+
+def parse_ws_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+    """One unmasked server frame from the front of `buffer`: (opcode, payload, rest), or None if incomplete."""
+    if len(buffer) < 2:
+        return None
+    opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+    if length == 126:
+        if len(buffer) < 4:
+            return None
+        length, offset = int.from_bytes(buffer[2:4], "big"), 4
+    elif length == 127:
+        if len(buffer) < 10:
+            return None
+        length, offset = int.from_bytes(buffer[2:10], "big"), 10
+    if len(buffer) < offset + length:
+        return None
+    return opcode, buffer[offset : offset + length], buffer[offset + length :]
+
+
+def send_masked_text(sock: socket.socket, text: str) -> None:
+    """Send one text frame from a client (clients must mask their frames)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    head = bytes([0x81])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    elif len(payload) < 1 << 16:
+        head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
+    sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+@contextlib.asynccontextmanager
+async def ws_connect_to(
+    base_url: str, session_id: str, key: str | None, query: str = "", **kwargs: Any
+) -> AsyncIterator[WsClient]:
+    """Like `ws_connect`, for any server by its base URL (a subprocess server's `base_url`)."""
+    params = [p for p in (f"api_key={key}" if key else "", query) if p]
+    url = "ws" + base_url.removeprefix("http") + f"/ws/chat/{session_id}" + ("?" + "&".join(params) if params else "")
     async with websockets.connect(url, open_timeout=10, **kwargs) as conn:
         yield WsClient(conn)

@@ -22,8 +22,12 @@ class Core:
     sessions: SessionService
 
 
-def build_core(engine: AgentEngine, hitl_timeout_s: float = 300.0, replay_events: int = 1000) -> Core:
-    repo = InMemorySessionRepository()
+def build_core(
+    engine: AgentEngine, hitl_timeout_s: float = 300.0, replay_events: int = 1000,
+    repo: InMemorySessionRepository | None = None,
+) -> Core:
+    """The core around `engine`; pass the `repo` of another core to model a restart on a durable store."""
+    repo = repo or InMemorySessionRepository()
     broker = InMemoryRunBroker(replay_events=replay_events)
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))

@@ -63,7 +63,7 @@ SEED_DEFAULTS: list[tuple[str, Any]] = [
     ("hitl_policy", "always"),
     ("max_message_chars", 32000),
     ("max_frame_bytes", 1048576),
-    ("agent", "demo"),
+    ("agent", "auto"),
     ("log_level", "info"),
     ("demo_chunks", 20),
     ("demo_chunk_delay_ms", 25),
@@ -99,7 +99,7 @@ def test_every_documented_variable_is_read_from_its_environment_variable(
     else:
         raw, expected = {
             "session_store": ("mysql", "mysql"), "hitl_policy": ("writes", "writes"),
-            "log_level": ("debug", "debug"),
+            "log_level": ("debug", "debug"), "agent": ("llm", "llm"),
         }.get(field, ("something", "something"))
     if field == "max_frame_bytes":
         raw, expected = "4096", 4096

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from dataagent.domain.errors import CapacityExceededError
+
 
 class Capacity:
     def __init__(self, limit: int) -> None:
@@ -17,3 +22,13 @@ class Capacity:
 
     def release(self) -> None:
         self.in_use = max(0, self.in_use - 1)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot for the duration of the block; CapacityExceededError if none is free."""
+        if not self.try_acquire():
+            raise CapacityExceededError()
+        try:
+            yield
+        finally:
+            self.release()

@@ -159,7 +159,7 @@ class RunBroker(Protocol):
         ...
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        """The held events after `after_seq`, and whether they are all of them (none evicted)."""
+        """The held events after `after_seq` and True; or no events and False if some were evicted (a gap)."""
         ...
 
     async def last_seq(self, session_id: str) -> int:

@@ -217,17 +217,17 @@ class RunManager:
         error: DataAgentError | None = None
         agen = self._engine.stream(ctx)
         run = live.run
+        publish, keep_text, sid, run_id = self._broker.publish, run.text.append, run.session_id, run.run_id
         with live.scope:
             try:
                 async for output in agen:
                     if live.cancel_reason is not None:
                         break
                     if type(output) is TextDelta:  # the hot path: no await, no dispatch
-                        if output.content:
-                            run.text.append(output.content)
-                            self._broker.publish(
-                                run.session_id, run.run_id, "text", {"content": output.content, "is_final": False}
-                            )
+                        content = output.content
+                        if content:
+                            keep_text(content)
+                            publish(sid, run_id, "text", {"content": content, "is_final": False})
                     else:
                         await self._apply(live, output)
             except DataAgentError as exc:

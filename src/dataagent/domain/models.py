@@ -10,13 +10,13 @@ from typing import Any
 
 from dataagent.domain.errors import InvalidInputError, InvalidTransitionError
 
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # use fullmatch: `$` would accept a final newline
 TITLE_MAX_CHARS = 60
 
 
 def validate_session_id(session_id: str) -> str:
     """Return the id if it is 1..64 characters of [A-Za-z0-9_-], else raise InvalidInputError."""
-    if not SESSION_ID_PATTERN.match(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise InvalidInputError(
             "session_id must be 1..64 characters of [A-Za-z0-9_-]", details={"session_id": session_id[:80]}
         )

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from dataagent import __version__
 from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
 from dataagent.adapters.http.errors import install_error_handlers
-from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         allow_credentials="*" not in settings.cors_origins,
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RawSendMiddleware, key=websocket.RAW_SEND_KEY)  # outermost
     return app
 
 
@@ -100,30 +101,32 @@ def tune_gc() -> None:
 
 
 def _cancel_runs_on_signal(container: Container) -> Callable[[], None]:
-    """On SIGTERM/SIGINT, cancel and persist running answers at once, then let uvicorn shut down.
+    """On SIGTERM/SIGINT, cancel and persist running answers first, then hand the signal to uvicorn.
 
-    uvicorn closes sockets (1012) and waits for open requests before the lifespan ends; cancelling the runs
-    first lets their `done` reach the sockets and lets waiting REST chats return. Returns an undo.
+    uvicorn closes sockets (1012) within its next 0.1 s tick after its handler runs; calling it only once the
+    runs have ended lets their `done` reach the sockets and waiting REST chats return. A second signal goes
+    straight to uvicorn. Returns an undo.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
+    originals: dict[int, Any] = {}
 
-    def cancel_runs() -> None:
+    def cancel_runs_then(previous: Any, signum: int) -> None:
+        if pending:  # a second signal: do not wait any longer
+            _call_handler(previous, signum)
+            return
         task = loop.create_task(container.run_manager().shutdown(reason="shutdown"))
         pending.add(task)
-        task.add_done_callback(pending.discard)
+        task.add_done_callback(lambda _: _call_handler(previous, signum))
 
-    originals: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
         originals[sig] = previous
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(cancel_runs)
-            if callable(previous):
-                previous(signum, frame)
+            loop.call_soon_threadsafe(cancel_runs_then, previous, signum)
 
         signal.signal(sig, handler)
 
@@ -133,6 +136,13 @@ def _cancel_runs_on_signal(container: Container) -> Callable[[], None]:
                 signal.signal(sig, previous)
 
     return restore
+
+
+def _call_handler(handler: Any, signum: int) -> None:
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 async def _expire_forever(container: Container, settings: Settings) -> None:

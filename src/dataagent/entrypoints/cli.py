@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from typing import Any
 
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         print(f"dataagent-server: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    from dataagent.entrypoints.engines import EngineLoadError, check_engine_settings
+
+    try:
+        check_engine_settings(settings)
+    except EngineLoadError as exc:
+        print(f"dataagent-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     _check_store(settings)
     from dataagent.entrypoints.app import create_app, ensure_api_key
@@ -65,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; exit 0 then, as after any clean stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return

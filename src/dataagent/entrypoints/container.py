@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
-from dataagent import __version__
-from dataagent.adapters.agents.demo import DemoEngine
-from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
-from dataagent.adapters.http.websocket import SocketSettings
+from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
@@ -26,30 +21,12 @@ from dataagent.application.ports import AgentEngine
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.entrypoints.engines import build_engine
 from dataagent.entrypoints.settings import Settings
 
 log = logging.getLogger("dataagent")
 
-
-def demo_database_path() -> str:
-    """Where the demo sample database lives: built once per version, shared by every worker."""
-    return os.path.join(tempfile.gettempdir(), f"dataagent-demo-{__version__}.sqlite3")
-
-
-def build_demo_data(settings: Settings) -> SqlDatabase:
-    path = demo_database_path()
-    build_demo_database(path)
-    return SqlDatabase(sqlite_url(path), max_rows=settings.sql_max_rows, timeout_s=settings.sql_timeout)
-
-
-def build_engine(settings: Settings) -> AgentEngine:
-    """The agent engine named by DATAAGENT_AGENT."""
-    if settings.agent == "demo":
-        return DemoEngine(
-            chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
-            database=build_demo_data(settings), hitl_policy=settings.hitl_policy,
-        )
-    raise ValueError(f"unknown DATAAGENT_AGENT {settings.agent!r}")
+__all__ = ["Container", "build_engine", "component_names", "start_services", "stop_services"]
 
 
 def mysql_url(settings: Settings) -> URL:
@@ -89,7 +66,7 @@ async def check_broker(settings: Settings) -> None:
     """Reach the configured shared broker once; BrokerUnavailableError if it cannot."""
     if settings.broker != "redis":
         return
-    broker = RedisRunBroker(settings.redis_url)
+    broker = RedisRunBroker(settings.redis_url, prefix=settings.redis_prefix)
     try:
         await broker.ping()
     finally:
@@ -124,6 +101,7 @@ class Container(containers.DeclarativeContainer):
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
+            prefix=settings.provided.redis_prefix,
         ),
     )
     engine = providers.Singleton(build_engine, settings)
@@ -146,7 +124,9 @@ class Container(containers.DeclarativeContainer):
         SocketSettings,
         send_buffer=settings.provided.ws_send_buffer,
         max_frame_bytes=settings.provided.max_frame_bytes,
+        send_timeout_s=settings.provided.ws_send_timeout,
     )
+    socket_watchdog = providers.Singleton(SendWatchdog)
 
     chat_service = providers.Factory(
         ChatService,
@@ -189,6 +169,7 @@ async def start_services(container: Container) -> None:
 async def stop_services(container: Container) -> None:
     """Cancel and persist running answers, then release the broker, engine and store."""
     await container.run_manager().shutdown(reason="shutdown")
+    await container.socket_watchdog().close()
     await container.broker().close()
     await container.engine().close()
     await container.repository().close()

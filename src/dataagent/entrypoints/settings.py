@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "DATAAGENT_"
+AGENT_KEYWORDS = ("auto", "demo", "llm")
+_FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_SECRET_FIELDS = ("password", "key", "url")
 
 
 class SettingsError(Exception):
@@ -74,12 +79,24 @@ class Settings(BaseSettings):
     hitl_policy: Literal["always", "writes", "never"] = "always"
     max_message_chars: int = Field(32000, ge=1)
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
-    agent: str = "demo"
+    agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     demo_chunks: int = Field(20, ge=1, le=100_000)
     demo_chunk_delay_ms: float = Field(25, ge=0)
     sql_max_rows: int = Field(200, ge=1, le=100_000)
     sql_timeout: float = Field(30, gt=0)
+    sql_read_only: bool = True
+    data_url: SecretStr | None = None
+
+    # LLM engine (DATAAGENT_AGENT=llm, or auto with a key)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None  # falls back to OPENAI_API_KEY
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = Field(60, gt=0)
+    llm_max_steps: int = Field(8, ge=1, le=100)
+    llm_retries: int = Field(2, ge=0, le=10)
+    llm_history_messages: int = Field(40, ge=0, le=1000)
+    llm_history_chars: int = Field(24000, ge=0)
     replay_events: int = Field(1000, ge=10)
     replay_ttl: float = Field(600, gt=0)
     expiry_interval: float = Field(60, gt=0)
@@ -89,10 +106,13 @@ class Settings(BaseSettings):
     ws_compression: Literal["none", "deflate"] = "none"
     ws_ping_interval: float = Field(20, gt=0)
     ws_ping_timeout: float = Field(20, gt=0)
+    ws_send_timeout: float = Field(40, gt=0)
+    shutdown_timeout: float = Field(5, gt=0)
 
     # Broker
     broker: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = Field("da:", min_length=1, max_length=64)
     run_lease: float = Field(6, ge=1)
 
     @field_validator("api_keys", "cors_origins", mode="before")
@@ -119,6 +139,30 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("llm_base_url", "llm_api_key", "data_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("agent", mode="before")
+    @classmethod
+    def _agent(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.lower() in AGENT_KEYWORDS:
+            return text.lower()
+        if not _FACTORY_SPEC.match(text):
+            raise ValueError("must be auto, demo, llm or package.module:factory")
+        return text
+
+    @model_validator(mode="after")
+    def _openai_key_fallback(self) -> Settings:
+        """DATAAGENT_LLM_API_KEY, else the OPENAI_API_KEY the OpenAI tools already use."""
+        if self.llm_api_key is None and os.environ.get("OPENAI_API_KEY", "").strip():
+            self.llm_api_key = SecretStr(os.environ["OPENAI_API_KEY"].strip())
+        return self
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment (overrides win); SettingsError with one line per bad variable."""
@@ -130,7 +174,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def _is_secret(field: str) -> bool:
     """Values never shown in an error: passwords, keys, and URLs (they may hold a password)."""
-    return any(word in field for word in ("password", "key", "url"))
+    return any(word in field for word in _SECRET_FIELDS)
 
 
 def describe_errors(exc: ValidationError) -> str:

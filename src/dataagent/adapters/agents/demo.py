@@ -13,15 +13,10 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from dataagent.adapters.agents.sql import (
-    SqlDatabase,
-    SqlToolError,
-    analyze_sql,
-    needs_approval,
-)
+from dataagent.adapters.agents.sql import SqlDatabase
+from dataagent.adapters.agents.sql_step import RUN_SQL, SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
-from dataagent.domain.approvals import ApprovalAction, DecisionType
-from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested, ToolCompleted
+from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested
 
 _SQL_QUESTION = re.compile(
     r"^\s*(?:sql:\s*(?P<prefixed>.+)|(?P<plain>(?:select|with|show|insert|update|delete|create|drop|alter)\b.*))$",
@@ -66,11 +61,13 @@ class DemoEngine:
         delay_ms: float = 25.0,
         database: SqlDatabase | None = None,
         hitl_policy: str = "always",
+        place: str = "the demo database",
     ) -> None:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
         self._db = database
-        self._policy = hitl_policy
+        # The demo asks approval for writes too (the database refuses them): it shows the whole flow.
+        self._step = SqlStep(database, hitl_policy, place=place, screen_writes=False) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
@@ -79,37 +76,13 @@ class DemoEngine:
         return self._run_sql(ctx, sql)
 
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
-        assert self._db is not None
+        assert self._step is not None
         call_id = "call_" + uuid.uuid4().hex[:24]
-        analysis = analyze_sql(sql, self._db.dialect)
-        args = analysis.as_args()
-        yield ToolCallRequested(call_id, "run_sql", args)
-        if needs_approval(analysis, self._policy):
-            decision = await ctx.request_approval(ApprovalAction(
-                "run_sql", args, f"Run this {analysis.statement_type} statement on the demo database",
-            ))
-            if decision.type is DecisionType.REJECT:
-                reason = decision.message or "no reason given"
-                yield ToolCompleted(call_id, "run_sql", f"The user rejected this statement: {reason}", "error")
-                async for output in self._say(f"I did not run the statement, as you asked ({reason}).", 2):
-                    yield output
-                return
-            if decision.type is DecisionType.EDIT and decision.args:
-                sql = str({**args, **decision.args}.get("sql", sql))
-        async for output in self._execute(call_id, sql):
-            yield output
-
-    async def _execute(self, call_id: str, sql: str) -> AsyncGenerator[AgentOutput, None]:
-        assert self._db is not None
-        try:
-            result = await self._db.run_query(sql)
-        except SqlToolError as exc:
-            yield ToolCompleted(call_id, "run_sql", f"Error: {exc}", "error")
-            async for output in self._say(f"The statement failed: {exc}", 2):
-                yield output
-            return
-        yield ToolCompleted(call_id, "run_sql", result.as_text(), "success", table=result.table())
-        async for output in self._say(_summary(result.table()), SUMMARY_CHUNKS):
+        analysis = self._step.analyse(sql)
+        yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())
+        outcome = await self._step.run(ctx, analysis)
+        yield outcome.tool_completed(call_id)
+        async for output in self._say(*_comment(outcome)):
             yield output
 
     async def _say(self, text: str, chunks: int) -> AsyncGenerator[AgentOutput, None]:
@@ -120,6 +93,15 @@ class DemoEngine:
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
+
+
+def _comment(outcome: SqlOutcome) -> tuple[str, int]:
+    """What the demo says after the statement, and in how many deltas."""
+    if outcome.kind == "rejected":
+        return f"I did not run the statement, as you asked ({outcome.detail}).", 2
+    if outcome.result is None:
+        return f"The statement failed: {outcome.detail}", 2
+    return _summary(outcome.result.table()), SUMMARY_CHUNKS
 
 
 def _summary(table: dict[str, Any]) -> str:

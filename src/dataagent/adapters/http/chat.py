@@ -17,7 +17,6 @@ from dataagent.adapters.http.schemas import (
     event_dict,
 )
 from dataagent.application.chat import RunOutcome
-from dataagent.domain.errors import CapacityExceededError
 
 router = APIRouter(tags=["chat"], responses={
     401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody},
@@ -42,12 +41,8 @@ async def chat(
     capacity: Slots,
 ) -> ChatResponse:
     """Ask a question and wait for the answer (or for the approval it needs)."""
-    if not capacity.try_acquire():
-        raise CapacityExceededError()
-    try:
+    with capacity.slot():
         return _response(await service.chat(principal, body.message, body.session_id, body.metadata))
-    finally:
-        capacity.release()
 
 
 @router.post("/chat/{session_id}/cancel")
@@ -73,10 +68,6 @@ async def decide(
     capacity: Slots,
 ) -> ChatResponse:
     """Approve, edit or reject a pending action, then wait like POST /chat for the continued run."""
-    if not capacity.try_acquire():
-        raise CapacityExceededError()
-    try:
-        decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
+    decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
+    with capacity.slot():
         return _response(await service.decide_and_wait(principal, session_id, body.interrupt_id, decisions))
-    finally:
-        capacity.release()

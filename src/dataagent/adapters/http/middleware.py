@@ -104,3 +104,20 @@ class _BodyTooLargeError(HTTPException):
 
     def __init__(self) -> None:
         super().__init__(413, "The request body is too large")
+
+
+class RawSendMiddleware:
+    """Keeps the server's own `send` of a WebSocket in its scope, for the streaming hot path.
+
+    It must be the outermost middleware; the WebSocket handler sends its frames through it after the
+    handshake, past Starlette's per-message state checks and exception wrapper.
+    """
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[self.key] = send
+        await self.app(scope, receive, send)

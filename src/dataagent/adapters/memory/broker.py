@@ -32,12 +32,6 @@ _HeldText = tuple[int, str | None, datetime, str]
 _Held = RunEvent | _HeldText
 
 
-def _hold(event: RunEvent) -> _Held:
-    if event.event_type == "text" and event.data.get("is_final") is False and len(event.data) == 2:
-        return (event.seq, event.run_id, event.timestamp, event.data["content"])
-    return event
-
-
 def _unhold(session_id: str, item: _Held) -> RunEvent:
     if isinstance(item, RunEvent):
         return item
@@ -81,13 +75,16 @@ class InMemoryRunBroker:
 
     def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
         channel = self._channels.get(session_id) or self._channel(session_id)
-        channel.seq += 1
-        event = RunEvent(event_type, data, session_id, run_id, channel.seq, datetime.now(UTC))
-        channel.held.append(_hold(event))
-        if event_type != "text":  # per-token work kept to the minimum; a run's start and end touch the channel
+        seq = channel.seq = channel.seq + 1
+        now = datetime.now(UTC)
+        event = RunEvent(event_type, data, session_id, run_id, seq, now)
+        if event_type == "text" and len(data) == 2 and data.get("is_final") is False:  # a delta: see _HeldText
+            channel.held.append((seq, run_id, now, data["content"]))
+        else:  # per-token work kept to the minimum; a run's start and end touch the channel
+            channel.held.append(event)
             channel.last_used = time.monotonic()
             if event_type == EventType.RUN_STARTED:
-                channel.run_start_seq = event.seq
+                channel.run_start_seq = seq
         for subscriber in channel.subscribers:  # put() never changes the set synchronously
             subscriber.put(event)
         return event
@@ -108,8 +105,9 @@ class InMemoryRunBroker:
         if after_seq > channel.seq:
             return [], False  # a seq this process never issued: from before a restart
         held = [_unhold(session_id, e) for e in channel.held if _seq_of(e) > after_seq]
-        complete = after_seq == channel.seq or (bool(held) and held[0].seq == after_seq + 1)
-        return held, complete
+        if after_seq == channel.seq or (held and held[0].seq == after_seq + 1):
+            return held, True
+        return [], False  # a gap: replaying the rest would only mislead; the client reloads history
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
         return self._replay(session_id, self._channel(session_id), after_seq)

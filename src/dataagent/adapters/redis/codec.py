@@ -85,7 +85,7 @@ def decode_event(session_id: str, raw: dict[str, Any]) -> RunEvent:
 def replay_from(
     held: list[RunEvent], after_seq: int | None, active_run: str | None, known_seq: int
 ) -> tuple[list[RunEvent], bool]:
-    """The held events after `after_seq` (None: from the active run's start), and whether none is missing.
+    """The held events after `after_seq` (None: from the active run's start), or none if some are missing.
 
     `known_seq` is the last seq this process knows of; events after the held ones reach a new subscription
     live, so only a gap inside the held range, or an `after_seq` beyond anything known, is a loss.
@@ -100,6 +100,6 @@ def replay_from(
     if after_seq > max(known_seq, held[-1].seq if held else 0):
         return [], False
     events = [e for e in held if e.seq > after_seq]
-    if not held:
-        return events, after_seq == known_seq
-    return events, after_seq >= held[-1].seq or (bool(events) and events[0].seq == after_seq + 1)
+    complete = after_seq == known_seq if not held else (
+        after_seq >= held[-1].seq or (bool(events) and events[0].seq == after_seq + 1))
+    return (events, True) if complete else ([], False)  # a gap: the client reloads history instead

@@ -1,0 +1,77 @@
+"""What the model is told: the system prompt and the tools it may call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LIST_TABLES = "list_tables"
+DESCRIBE_TABLE = "describe_table"
+RUN_SQL = "run_sql"
+
+TOOL_SPECS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": LIST_TABLES,
+            "description": "List the tables and views of the database.",
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": DESCRIBE_TABLE,
+            "description": "Show a table's columns (name, type, nullable) and a few sample rows.",
+            "parameters": {
+                "type": "object",
+                "properties": {"table": {"type": "string", "description": "The table's name"}},
+                "required": ["table"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": RUN_SQL,
+            "description": (
+                "Run one SQL statement and return its rows. A person may review it first: if they reject "
+                "or change it, the result says so."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {"sql": {"type": "string", "description": "Exactly one SQL statement"}},
+                "required": ["sql"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+
+_DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MySQL/MariaDB", "postgres": "PostgreSQL", "tsql": "SQL Server"}
+
+
+def dialect_name(dialect: str) -> str:
+    """sqlglot's dialect name as people write it: "sqlite" -> "SQLite"."""
+    return _DIALECT_NAMES.get(dialect, dialect)
+
+
+def system_prompt(dialect: str, read_only: bool, max_rows: int) -> str:
+    """The system message: the role, the tools, the SQL dialect and the rules of the data source."""
+    name = dialect_name(dialect)
+    access = (
+        "The database is read-only: write a single SELECT (or WITH ... SELECT) per call; anything else is "
+        "refused." if read_only else "Statements that change data are allowed; a person may have to approve them."
+    )
+    return "\n".join([
+        f"You are DataAgent, a data analyst. You answer questions about the data in a {name} database.",
+        "Tools: list_tables lists the tables; describe_table shows a table's columns and sample rows; "
+        f"run_sql runs one SQL statement in the {name} dialect and returns at most {max_rows} rows.",
+        "Look at the schema before writing SQL; never guess table or column names. Prefer aggregates "
+        "(COUNT, SUM, GROUP BY, ORDER BY ... LIMIT) to fetching many rows.",
+        access,
+        "If a call is rejected or refused, its result says why: take the reason into account, then try "
+        "another way or answer without it. Do not repeat a rejected statement.",
+        "Answer in the user's language, briefly, with the figures from the results; say when a result was "
+        "truncated. Never invent data.",
+    ])

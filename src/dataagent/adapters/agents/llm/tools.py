@@ -1,0 +1,106 @@
+"""The data tools the model calls: list_tables, describe_table, run_sql (through the shared SQL step)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dataagent.adapters.agents.llm.completion import ToolCallDraft
+from dataagent.adapters.agents.llm.prompt import DESCRIBE_TABLE, LIST_TABLES, RUN_SQL
+from dataagent.adapters.agents.sql import QueryResult, SqlAnalysis, SqlToolError
+from dataagent.adapters.agents.sql_step import SqlOutcome, SqlStep
+from dataagent.application.ports import RunContext
+
+_KNOWN = f"{LIST_TABLES}, {DESCRIBE_TABLE} and {RUN_SQL}"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A tool call checked before it runs: `args` go into the tool_call event; `problem` refuses it."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    problem: str | None = None
+    analysis: SqlAnalysis | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """A tool's result: `text` is both the client's tool_result and the model's tool message."""
+
+    text: str
+    status: str = "success"
+    table: dict[str, Any] | None = None
+
+
+class DataTools:
+    """Checks and runs the model's tool calls against one database."""
+
+    def __init__(self, step: SqlStep) -> None:
+        self._step = step
+        self._db = step.database
+
+    def prepare(self, draft: ToolCallDraft) -> PreparedCall:
+        try:
+            args = json.loads(draft.arguments) if draft.arguments.strip() else {}
+        except ValueError as exc:
+            problem = f"The arguments of {draft.name} are not valid JSON ({exc}); call it again with a JSON object."
+            return PreparedCall(draft.id, draft.name, {"arguments": draft.arguments[:2000]}, problem)
+        if not isinstance(args, dict):
+            return PreparedCall(draft.id, draft.name, {"arguments": args}, "The arguments must be a JSON object.")
+        if draft.name == LIST_TABLES:
+            return PreparedCall(draft.id, draft.name, {})
+        if draft.name == DESCRIBE_TABLE:
+            return self._prepared_with_text(draft.id, draft.name, args, "table")
+        if draft.name == RUN_SQL:
+            prepared = self._prepared_with_text(draft.id, draft.name, args, "sql")
+            if prepared.problem:
+                return prepared
+            analysis = self._step.analyse(args["sql"])
+            return PreparedCall(draft.id, draft.name, analysis.as_args(), analysis=analysis)
+        return PreparedCall(draft.id, draft.name, args, f"There is no tool {draft.name!r}; the tools are {_KNOWN}.")
+
+    async def run(self, ctx: RunContext, call: PreparedCall) -> ToolOutcome:
+        """Run the call; a tool failure is a result (status error) the model reads, never an exception."""
+        if call.problem is not None:
+            return ToolOutcome(call.problem, "error")
+        try:
+            if call.name == LIST_TABLES:
+                return _tables_outcome(await self._db.list_tables())
+            if call.name == DESCRIBE_TABLE:
+                return _described_outcome(await self._db.describe_table(call.args["table"]))
+        except SqlToolError as exc:
+            return ToolOutcome(f"Error: {exc}", "error")
+        assert call.analysis is not None
+        return _sql_outcome(await self._step.run(ctx, call.analysis))
+
+    @staticmethod
+    def _prepared_with_text(call_id: str, name: str, args: dict[str, Any], key: str) -> PreparedCall:
+        value = args.get(key)
+        if isinstance(value, str) and value.strip():
+            return PreparedCall(call_id, name, {key: value})
+        return PreparedCall(call_id, name, args, f"{name} needs a non-empty string argument {key!r}.")
+
+
+def _tables_outcome(names: list[str]) -> ToolOutcome:
+    return ToolOutcome("Tables: " + ", ".join(names) if names else "The database has no tables.")
+
+
+def _described_outcome(described: dict[str, Any]) -> ToolOutcome:
+    columns = [
+        f"- {c['name']} {c['type']}" + ("" if c["nullable"] else " NOT NULL") for c in described["columns"]
+    ]
+    names = [c["name"] for c in described["columns"]]
+    sample = QueryResult(names, described["sample_rows"], len(described["sample_rows"]), False)
+    text = "\n".join([f"Table {described['table']}, columns:", *columns, "Sample rows:", sample.as_text(2000)])
+    return ToolOutcome(text)
+
+
+def _sql_outcome(outcome: SqlOutcome) -> ToolOutcome:
+    table = outcome.result.table() if outcome.result is not None else None
+    text = outcome.text
+    if outcome.edited:  # the model (now, and in later turns' history) must know what really ran
+        text = f"The user edited the statement to:\n{outcome.sql}\n\n{outcome.text}"
+    return ToolOutcome(text, outcome.status, table)

@@ -1,0 +1,98 @@
+"""The `run_sql` step every engine shares: analyse, screen, ask for approval by policy, apply an edit, run.
+
+    step = SqlStep(database, policy="always")
+    analysis = step.analyse(sql)
+    yield ToolCallRequested(call_id, "run_sql", analysis.as_args())
+    outcome = await step.run(ctx, analysis)
+    yield outcome.tool_completed(call_id)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dataagent.adapters.agents.sql import (
+    QueryResult,
+    SqlAnalysis,
+    SqlDatabase,
+    SqlToolError,
+    analyze_sql,
+    needs_approval,
+)
+from dataagent.application.ports import RunContext
+from dataagent.domain.approvals import ApprovalAction, DecisionType
+from dataagent.domain.events import ToolCompleted
+
+RUN_SQL = "run_sql"
+OutcomeKind = Literal["ran", "rejected", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SqlOutcome:
+    """How a run_sql call ended. `text` is the tool result (for the client and the model)."""
+
+    kind: OutcomeKind
+    text: str
+    sql: str
+    detail: str = ""
+    result: QueryResult | None = None
+    edited: bool = False
+
+    @property
+    def status(self) -> str:
+        return "success" if self.kind == "ran" else "error"
+
+    def tool_completed(self, call_id: str) -> ToolCompleted:
+        table = self.result.table() if self.result is not None else None
+        return ToolCompleted(call_id, RUN_SQL, self.text, self.status, table=table)
+
+
+class SqlStep:
+    """Runs one statement on `database` with the approval DATAAGENT_HITL_POLICY asks for.
+
+    With `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
+    before it reaches approval; without it the approval is asked and the database refuses it (the demo
+    engine shows the whole approval flow that way). An edit is re-analysed and re-screened.
+    """
+
+    def __init__(
+        self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
+        screen_writes: bool = True,
+    ) -> None:
+        self.database = database
+        self._policy = policy
+        self._place = place
+        self._screen = screen_writes
+
+    def analyse(self, sql: str) -> SqlAnalysis:
+        return analyze_sql(sql, self.database.dialect)
+
+    async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
+        """Approve (if the policy asks), then run; cancellation stops the query in the database."""
+        if refusal := self._refusal(analysis):
+            return refusal
+        edited = False
+        if needs_approval(analysis, self._policy):
+            decision = await ctx.request_approval(ApprovalAction(
+                RUN_SQL, analysis.as_args(), f"Run this {analysis.statement_type} statement on {self._place}",
+            ))
+            if decision.type is DecisionType.REJECT:
+                reason = decision.message or "no reason given"
+                return SqlOutcome("rejected", f"The user rejected this statement: {reason}", analysis.sql, reason)
+            if decision.type is DecisionType.EDIT and decision.args:
+                sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
+                analysis, edited = self.analyse(sql), True
+                if refusal := self._refusal(analysis, edited=True):
+                    return refusal
+        try:
+            result = await self.database.run_query(analysis.sql)
+        except SqlToolError as exc:
+            return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
+        return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
+
+    def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
+        if not (self._screen and self.database.read_only) or analysis.read_only:
+            return None
+        reason = f"Refused: only read-only queries are allowed ({analysis.reason})."
+        return SqlOutcome("refused", reason, analysis.sql, analysis.reason or "", edited=edited)

@@ -1,0 +1,135 @@
+"""Which agent engine runs: DATAAGENT_AGENT = auto | demo | llm | package.module:factory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from dataagent import __version__
+from dataagent.adapters.agents.demo import DemoEngine
+from dataagent.adapters.agents.llm import LlmConfig, OpenAiEngine
+from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
+from dataagent.application.ports import AgentEngine
+from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
+
+log = logging.getLogger("dataagent")
+
+
+class EngineLoadError(RuntimeError):
+    """The configured engine or data source cannot be built; the message says which setting to fix."""
+
+
+def demo_database_path() -> str:
+    """Where the demo sample database lives: built once per version, shared by every worker."""
+    return os.path.join(tempfile.gettempdir(), f"dataagent-demo-{__version__}.sqlite3")
+
+
+def build_data_source(settings: Settings) -> SqlDatabase:
+    """DATAAGENT_DATA_URL (read-only unless DATAAGENT_SQL_READ_ONLY=false), else the demo database (read-only)."""
+    limits: dict[str, Any] = {"max_rows": settings.sql_max_rows, "timeout_s": settings.sql_timeout}
+    if settings.data_url is None:
+        path = demo_database_path()
+        build_demo_database(path)
+        return SqlDatabase(sqlite_url(path), **limits)
+    url = settings.data_url.get_secret_value()
+    try:
+        return SqlDatabase(url, read_only=settings.sql_read_only, **limits)
+    except Exception as exc:
+        shown = _safe_url(url)
+        raise EngineLoadError(f"DATAAGENT_DATA_URL={shown} cannot be used: {type(exc).__name__}: {exc}") from None
+
+
+def resolve_agent(settings: Settings) -> str:
+    """The engine to run: `auto` becomes `llm` when an LLM API key is set, else `demo` (and says so)."""
+    if settings.agent != "auto":
+        return settings.agent
+    if settings.llm_api_key is not None:
+        log.info("DATAAGENT_AGENT=auto: an LLM API key is set, using the llm engine (model %s)", settings.llm_model)
+        return "llm"
+    log.info("DATAAGENT_AGENT=auto: no DATAAGENT_LLM_API_KEY or OPENAI_API_KEY, using the demo engine")
+    return "demo"
+
+
+def build_engine(settings: Settings) -> AgentEngine:
+    """The agent engine DATAAGENT_AGENT names."""
+    choice = resolve_agent(settings)
+    if choice == "demo":
+        on_demo = settings.data_url is None
+        return DemoEngine(
+            chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
+            database=build_data_source(settings), hitl_policy=settings.hitl_policy,
+            place="the demo database" if on_demo else "the database",
+        )
+    if choice == "llm":
+        return OpenAiEngine(llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy)
+    return _custom_engine(choice, settings)
+
+
+def llm_config(settings: Settings) -> LlmConfig:
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key is not None else None
+    return LlmConfig(
+        model=settings.llm_model, base_url=settings.llm_base_url, api_key=key, timeout_s=settings.llm_timeout,
+        max_steps=settings.llm_max_steps, retries=settings.llm_retries,
+        history_messages=settings.llm_history_messages, history_chars=settings.llm_history_chars,
+    )
+
+
+def load_factory(spec: str) -> Callable[[Settings], Any]:
+    """The callable `package.module:attr` names; EngineLoadError with the reason if it cannot be had."""
+    module_name, _, attr_path = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise EngineLoadError(
+            f"DATAAGENT_AGENT={spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); "
+            "is it installed or on PYTHONPATH?"
+        ) from exc
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise EngineLoadError(f"DATAAGENT_AGENT={spec}: {module_name!r} has no attribute {attr_path!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise EngineLoadError(f"DATAAGENT_AGENT={spec}: {attr_path!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def check_engine_settings(settings: Settings) -> None:
+    """Fail early (EngineLoadError) if the engine factory cannot be imported or the data URL's driver is missing."""
+    if settings.agent not in AGENT_KEYWORDS:
+        load_factory(settings.agent)
+    if settings.data_url is not None:
+        url = settings.data_url.get_secret_value()
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except Exception as exc:
+            shown = _safe_url(url)
+            raise EngineLoadError(f"DATAAGENT_DATA_URL={shown} cannot be used: {type(exc).__name__}: {exc}") from None
+
+
+def _custom_engine(spec: str, settings: Settings) -> AgentEngine:
+    factory = load_factory(spec)
+    try:
+        engine = factory(settings)
+    except Exception as exc:
+        raise EngineLoadError(f"DATAAGENT_AGENT={spec}: the factory failed ({type(exc).__name__}: {exc})") from exc
+    missing = [n for n in ("stream", "close") if not callable(getattr(engine, n, None))]
+    if missing or not isinstance(getattr(engine, "name", None), str):
+        raise EngineLoadError(
+            f"DATAAGENT_AGENT={spec}: the factory returned {type(engine).__name__}, which is not an agent engine "
+            "(it needs a `name` string, `stream(ctx)` and `async close()`)"
+        )
+    log.info("DATAAGENT_AGENT=%s: using the custom engine %r", spec, engine.name)
+    return engine  # type: ignore[no-any-return]
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
