@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,15 +18,21 @@ from tests.services import require_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
-URL = "redis://127.0.0.1:6379/8"  # this module's own database number: flushed before each test
+URL = "redis://127.0.0.1:6379/8"  # shared: each test has its own key prefix, and deletes only its keys
+
+
+async def delete_keys(admin: aioredis.Redis, prefix: str) -> None:
+    keys = [key async for key in admin.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await admin.delete(*keys)
 
 
 @contextlib.asynccontextmanager
 async def brokers(n: int, **options: Any) -> AsyncIterator[list[RedisRunBroker]]:
     require_service("127.0.0.1", 6379, "Redis")
     admin = aioredis.Redis.from_url(URL)
-    await admin.flushdb()
-    started = [RedisRunBroker(URL, **options) for _ in range(n)]
+    prefix = f"test-{secrets.token_hex(4)}:"
+    started = [RedisRunBroker(URL, prefix=prefix, **options) for _ in range(n)]
     try:
         for broker in started:
             await broker.start()
@@ -33,7 +40,7 @@ async def brokers(n: int, **options: Any) -> AsyncIterator[list[RedisRunBroker]]
     finally:
         for broker in started:
             await broker.close()
-        await admin.flushdb()
+        await delete_keys(admin, prefix)
         await admin.aclose()
 
 
@@ -79,7 +86,7 @@ async def test_the_next_run_on_another_process_numbers_on_from_the_last_runs_don
 async def test_a_batch_the_stream_has_moved_past_is_dropped_and_other_sessions_keep_flowing() -> None:
     async with brokers(1) as (broker,):
         assert await broker.claim_run("s", "r1") and await broker.claim_run("t", "r2")
-        await broker._call(broker._redis.xadd("da:ev:s", {"o": "x", "e": "[]"}, id=f"{2**62}-0"))
+        await broker._call(broker._redis.xadd(broker._k("ev", "s"), {"o": "x", "e": "[]"}, id=f"{2**62}-0"))
         stale = text(broker, "s", "r1", 3)  # below the stream's top: Redis refuses the batch
         fine = text(broker, "t", "r2", 3)
         await broker._flush()
@@ -92,7 +99,7 @@ async def test_a_batch_the_stream_has_moved_past_is_dropped_and_other_sessions_k
 async def test_an_owner_takes_its_claim_back_after_redis_lost_its_data_and_the_sweeper_spares_its_runs() -> None:
     async with brokers(2, lease_s=1) as (owner, other):
         assert await owner.claim_run("s", "r1")
-        await owner._call(owner._redis.flushdb())  # Redis restarted empty, without its scripts either
+        await delete_keys(owner._redis, owner._k(""))  # Redis restarted empty, without its scripts either
         owner._flush_script.sha = "0" * 40  # (a script unknown to Redis: SCRIPT FLUSH would hit every user)
         assert await other.active_run("s") is None
         events = text(owner, "s", "r1", 3)

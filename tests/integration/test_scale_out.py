@@ -41,14 +41,14 @@ from tests.tcp_proxy import ThreadedTcpProxy
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.redis]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_DB = 7  # this suite's own database number: flushed at the start
+REDIS_DB = 7  # shared with whoever else uses this Redis: each cluster has its own key prefix, never a FLUSHDB
 SQL = "select name, city from customers order by id limit 5"
 
 
-def server_env(database: str, redis_port: int, **extra: str) -> dict[str, str]:
+def server_env(database: str, redis_port: int, prefix: str, **extra: str) -> dict[str, str]:
     values = {
         "SESSION_STORE": "mysql", "MYSQL_HOST": MYSQL_HOST, "MYSQL_PORT": str(MYSQL_PORT), "MYSQL_DATABASE": database,
-        "BROKER": "redis", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/{REDIS_DB}",
+        "BROKER": "redis", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/{REDIS_DB}", "REDIS_PREFIX": prefix,
         "API_KEYS": f"alice:{KEY_A},bob:{KEY_B}", "DEMO_CHUNKS": "60", "DEMO_CHUNK_DELAY_MS": "20",
         "RUN_LEASE": "2", "LOG_LEVEL": "warning",
     } | extra
@@ -63,35 +63,43 @@ def start_server(env: dict[str, str], workers: int = 1) -> ServerProcess:
     return spawn(args, env, port)
 
 
-def flush_redis() -> None:
+def new_prefix() -> str:
+    """A key prefix of this test run's own in the shared Redis."""
+    return f"test-{secrets.token_hex(4)}:"
+
+
+def delete_keys(prefix: str) -> None:
     with redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB) as r:
-        r.flushdb()
+        keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)
 
 
 @dataclass
 class Cluster:
     database: str
+    prefix: str
     proxy: ThreadedTcpProxy
     a: ServerProcess
     b: ServerProcess
 
     def env(self, **extra: str) -> dict[str, str]:
-        return server_env(self.database, self.proxy.port, **extra)
+        return server_env(self.database, self.proxy.port, self.prefix, **extra)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     require_service(MYSQL_HOST, MYSQL_PORT, "MariaDB")
     require_service(REDIS_HOST, REDIS_PORT, "Redis")
-    flush_redis()
+    prefix = new_prefix()
     database = asyncio.run(create_database("dataagent_scale"))
     proxy = ThreadedTcpProxy(REDIS_HOST, REDIS_PORT).start()
-    env = server_env(database, proxy.port)
+    env = server_env(database, proxy.port, prefix)
     servers = [start_server(env), start_server(env)]
     try:
         for server in servers:
             wait_healthy(server)
-        yield Cluster(database, proxy, *servers)
+        yield Cluster(database, prefix, proxy, *servers)
     finally:
         for server in servers:
             server.stop()
@@ -99,6 +107,7 @@ def cluster() -> Iterator[Cluster]:
                 print(server.text())
         proxy.close()
         asyncio.run(drop_database(database))
+        delete_keys(prefix)
 
 
 def new_sid(prefix: str) -> str:
@@ -435,7 +444,8 @@ async def test_an_owner_cut_off_from_redis_longer_than_its_lease_does_not_store_
 ) -> None:
     b, sid = cluster.b, new_sid("partition")
     own_proxy = ThreadedTcpProxy(REDIS_HOST, REDIS_PORT).start()
-    owner = start_server(server_env(cluster.database, own_proxy.port, DEMO_CHUNKS="400", DEMO_CHUNK_DELAY_MS="10"))
+    owner = start_server(server_env(cluster.database, own_proxy.port, cluster.prefix, DEMO_CHUNKS="400",
+                                    DEMO_CHUNK_DELAY_MS="10"))
     try:
         wait_healthy(owner)
         async with ws_connect(owner, sid) as wo, ws_connect(b, sid) as wb, b.client() as rb:

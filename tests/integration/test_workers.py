@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.test_cli import PYTHONPATH, exit_code, port_is_open, running, wait_output
-from tests.integration.test_scale_out import REDIS_HOST, REDIS_PORT, flush_redis, server_env, texts
+from tests.integration.test_scale_out import REDIS_HOST, REDIS_PORT, delete_keys, new_prefix, server_env, texts
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
 from tests.services import require_service
 from tests.support import ServerProcess, WsClient, cli_command, free_port, ws_connect
@@ -72,16 +72,19 @@ async def sockets_on_both_workers(
 
 async def test_two_workers_serve_rest_websocket_and_cancel_with_one_generated_key() -> None:
     require_service(REDIS_HOST, REDIS_PORT, "Redis")
-    flush_redis()
+    prefix = new_prefix()
     async with fresh_database("dataagent_workers") as db:
-        env = server_env(db, REDIS_PORT, LOG_LEVEL="info", DEMO_CHUNKS="30", DEMO_CHUNK_DELAY_MS="10")
+        env = server_env(db, REDIS_PORT, prefix, LOG_LEVEL="info", DEMO_CHUNKS="30", DEMO_CHUNK_DELAY_MS="10")
         del env["DATAAGENT_API_KEYS"]  # the CLI generates one key for both workers
         port = free_port()
-        with running(workers_args(port), env, port) as server:
-            await wait_workers_ready(server)
-            key = wait_output(server, r"^Generated API key: (\S+)$").group(1)
-            assert server.text().count("Generated API key") == 1
-            await exercise_workers(server, key)
+        try:
+            with running(workers_args(port), env, port) as server:
+                await wait_workers_ready(server)
+                key = wait_output(server, r"^Generated API key: (\S+)$").group(1)
+                assert server.text().count("Generated API key") == 1
+                await exercise_workers(server, key)
+        finally:
+            delete_keys(prefix)
 
 
 async def exercise_workers(server: ServerProcess, key: str) -> None:

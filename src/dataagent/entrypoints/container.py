@@ -66,7 +66,7 @@ async def check_broker(settings: Settings) -> None:
     """Reach the configured shared broker once; BrokerUnavailableError if it cannot."""
     if settings.broker != "redis":
         return
-    broker = RedisRunBroker(settings.redis_url)
+    broker = RedisRunBroker(settings.redis_url, prefix=settings.redis_prefix)
     try:
         await broker.ping()
     finally:
@@ -101,6 +101,7 @@ class Container(containers.DeclarativeContainer):
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
+            prefix=settings.provided.redis_prefix,
         ),
     )
     engine = providers.Singleton(build_engine, settings)

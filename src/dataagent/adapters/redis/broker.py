@@ -1,6 +1,6 @@
 """The Redis run broker: several workers and hosts share runs, events, replay and control through Redis.
 
-Keys (prefix `da:`):
+Keys (prefix `da:` by default, DATAAGENT_REDIS_PREFIX):
 - `run:{sid}`    the session's one active run, `run_id|owner` (set by a claim, removed by the owner's
                  release or, if the owner died, by the process that closes the orphan);
 - `leases`       a sorted set of `sid|run_id|owner` scored by lease expiry (ms); owners renew it;
@@ -8,13 +8,15 @@ Keys (prefix `da:`):
 - `seq:{sid}`    the session's last seq written to its stream, so a run on another process numbers on;
 - `ev:{sid}`     a stream of event batches, each entry's id the batch's last seq, trimmed to the last
                  `replay_events` events: the replay buffer, and the feed of remote watchers;
-- `watch:{sid}`  the processes with sockets on the session (a sorted set scored by expiry): the run's owner
-                 writes a watched session's events every 10 ms, an unwatched one's only every 250 ms;
-- `ctl:{owner}`  the pub/sub channel of one process: cancels and approval decisions for its runs.
+- `watch:{sid}`  the processes watching the session from elsewhere (a sorted set scored by expiry);
+- `ctl:{owner}`  the pub/sub channel of one process: cancels and approval decisions for its runs (and word
+                 that another process now watches one of its sessions).
 
 Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches
-(one script call per session per flush); seqs are numbered locally by the run's owner. A process reads a
-session's stream (XREAD) only while it has subscribers of that session and does not run it itself.
+(one script call per session per flush). A session that another process watches is flushed every
+`flush_interval_s` (10 ms); one nobody else watches only every `lazy_flush_s` (250 ms), which keeps its replay
+buffer current. Seqs are numbered locally by the run's owner. A process reads a session's stream (XREAD) only
+while it has subscribers of that session and does not run it itself.
 """
 
 from __future__ import annotations
@@ -62,9 +64,8 @@ T = TypeVar("T")
 PREFIX = "da:"
 OUTBOX_LIMIT = 10_000  # events kept per session while Redis is unreachable
 CATCH_UP_S = 0.5  # how long a subscriber waits for another process's unflushed events it says it has seen
-LAZY_FLUSH_S = 0.25  # a session nobody watches from another process is written this often (for replay only)
-WATCH_TTL_MS = 6000  # a watcher registration lapses this long after its process stops refreshing it
 RETRY_S = 1.0  # pause of the background loops after Redis failed
+WATCH_TTL_MS = 6000  # a watcher registration lapses this long after the watching process stops refreshing it
 
 
 @dataclass(slots=True)
@@ -87,7 +88,10 @@ class RedisRunBroker:
         replay_ttl_s: float = 600.0,
         lease_s: float = 6.0,
         flush_interval_s: float = 0.01,
+        lazy_flush_s: float = 0.25,
+        prefix: str = PREFIX,
     ) -> None:
+        self._prefix = prefix
         # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses.
         # Few, quick retries: a dropped connection is retried, an outage fails fast (503, not a hung request).
         self._redis: Any = aioredis.Redis.from_url(
@@ -102,13 +106,13 @@ class RedisRunBroker:
         self._seq_ttl_ms = self._replay_ttl_ms * 100
         self._lease_ms = int(lease_s * 1000)
         self._flush_interval_s = flush_interval_s
+        self._lazy_flush_s = lazy_flush_s
+        self._dirty: set[str] = set()  # sessions with unflushed events or an unwritten release
         self._channels: dict[str, _Channel] = {}
         self._runs: dict[str, str] = {}  # run_id -> session_id of the runs this process owns
         self._control: ControlHandler | None = None
         self._orphans: OrphanHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._flush_wanted = asyncio.Event()
-        self._dirty: set[str] = set()  # sessions with events (or a release) not yet written
         self._flush_lock = asyncio.Lock()
         self._connected_since: float | None = None  # monotonic time since which Redis calls succeed
         self._claim = self._redis.register_script(CLAIM)
@@ -118,9 +122,8 @@ class RedisRunBroker:
 
     # -- keys ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _k(kind: str, name: str = "") -> str:
-        return f"{PREFIX}{kind}:{name}" if name else f"{PREFIX}{kind}"
+    def _k(self, kind: str, name: str = "") -> str:
+        return f"{self._prefix}{kind}:{name}" if name else f"{self._prefix}{kind}"
 
     def _member(self, session_id: str, run_id: str, owner: str | None = None) -> str:
         return f"{session_id}|{run_id}|{owner or self.owner}"
@@ -166,24 +169,18 @@ class RedisRunBroker:
             log.warning("session %s: Redis unreachable, oldest unsent events dropped from replay", session_id)
         channel.outbox.append(event)
         self._dirty.add(session_id)
-        self._flush_wanted.set()
         return event
 
     async def _flush_forever(self) -> None:
-        """Write sessions that another process watches every `flush_interval_s`; others every LAZY_FLUSH_S."""
         while True:
-            await self._flush_wanted.wait()
             await asyncio.sleep(self._flush_interval_s)  # let a batch gather
             now = time.monotonic()
-            due = {sid for sid in self._dirty if self._due(sid, now)}
-            if len(due) == len(self._dirty):
-                self._flush_wanted.clear()
+            due = [sid for sid in self._dirty if self._due(sid, now)]
             if not due:
                 continue
             try:
                 await self._flush(due)
             except BrokerUnavailableError:
-                self._flush_wanted.set()
                 await asyncio.sleep(RETRY_S)
             except Exception:
                 log.exception("writing events to Redis failed")
@@ -192,25 +189,28 @@ class RedisRunBroker:
     def _due(self, session_id: str, now: float) -> bool:
         channel = self._channels.get(session_id)
         return channel is None or channel.watched_elsewhere or channel.release is not None or (
-            now - channel.flushed_at >= LAZY_FLUSH_S)
+            now - channel.flushed_at >= self._lazy_flush_s)
 
-    async def _flush(self, only: str | set[str] | None = None) -> None:
-        """Write buffered events (and pending releases) to Redis, after any flush in flight: in seq order."""
+    async def _flush(self, sessions: list[str] | None = None) -> None:
+        """Write buffered events (and pending releases) of these sessions (None: all) to Redis, after any flush
+        in flight: in seq order."""
         async with self._flush_lock:
-            await self._flush_now({only} if isinstance(only, str) else only)
+            await self._flush_now(list(self._dirty) if sessions is None else sessions)
 
-    async def _flush_now(self, only: set[str] | None, retry: bool = True) -> None:
-        work = [(sid, c) for sid, c in self._channels.items()
-                if (c.outbox or c.release) and (only is None or sid in only)]
+    async def _flush_now(self, sessions: list[str], retry: bool = True) -> None:
         now = time.monotonic()
-        for sid, channel in work:
+        work: list[tuple[str, _Channel]] = []
+        for sid in sessions:
             self._dirty.discard(sid)
-            channel.flushed_at = now
+            channel = self._channels.get(sid)
+            if channel is not None and (channel.outbox or channel.release):
+                work.append((sid, channel))
         if not work:
             return
         taken: list[tuple[str, _Channel, list[RunEvent], tuple[str, str, str] | None]] = []
         pipe = self._redis.pipeline(transaction=False)
         for sid, channel in work:
+            channel.flushed_at = now
             events, channel.outbox = channel.outbox, []
             release = channel.release
             last = events[-1].seq if events else channel.seq
@@ -229,17 +229,14 @@ class RedisRunBroker:
         try:
             results = await self._call(pipe.execute(raise_on_error=False))
         except BrokerUnavailableError:
-            for sid, channel, events, _ in taken:  # keep them, in order, for the next try
-                channel.outbox = events + channel.outbox
-                self._dirty.add(sid)
+            self._put_back(taken)  # in order, for the next try
             raise
         if any(isinstance(result, NoScriptError) for result in results):  # Redis restarted: nothing ran
-            for _, channel, events, _ in taken:
-                channel.outbox = events + channel.outbox
+            self._put_back(taken)
             self._flush_script.sha = await self._call(self._redis.script_load(FLUSH))
             if not retry:
                 raise BrokerUnavailableError("Redis refused the flush script")
-            return await self._flush_now(only, retry=False)
+            return await self._flush_now(sessions, retry=False)
         for (sid, channel, events, release), result in zip(taken, results, strict=True):
             if isinstance(result, Exception):
                 log.error("session %s: Redis refused a batch of %d events: %s", sid, len(events), result)
@@ -249,6 +246,11 @@ class RedisRunBroker:
             if not result:
                 log.warning("session %s: %d events came after the stream had moved past them; not held for replay",
                             sid, len(events))
+
+    def _put_back(self, taken: list[tuple[str, _Channel, list[RunEvent], Any]]) -> None:
+        for sid, channel, events, _ in taken:
+            channel.outbox = events + channel.outbox
+            self._dirty.add(sid)
 
     async def _snapshot(
         self, session_id: str, after_seq: int | None = None
@@ -270,10 +272,12 @@ class RedisRunBroker:
         subscription = Subscription([], True, maxsize, on_close=partial(self._unsubscribe, session_id))
         channel.subscribers.add(subscription)  # live events queue up while the held ones are read
         try:
-            await self._flush(only=session_id)
+            await self._flush([session_id])
             if not channel.publishing:
                 await self._register_watch([session_id])
             held, active, stored = await self._snapshot(session_id, after_seq)
+            if active is not None and not channel.publishing:
+                await self._tell_owner_watched(session_id)
             if after_seq is not None and active is not None and not channel.publishing:
                 # the client may have seen events on the run's own process that it has not flushed yet
                 deadline = time.monotonic() + CATCH_UP_S
@@ -303,7 +307,7 @@ class RedisRunBroker:
             channel.synced = False  # nobody watches: the next subscriber finds its place again
 
     async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        await self._flush(only=session_id)
+        await self._flush([session_id])
         held, _, stored = await self._snapshot(session_id, after_seq)
         known = max(self._channel(session_id).seq, stored, held[-1].seq if held else 0)
         return replay_from(held, after_seq, None, known)
@@ -320,7 +324,7 @@ class RedisRunBroker:
             keys=[self._k("seq", session_id)], args=[floor_seq(), self._seq_ttl_ms])))
 
     async def _register_watch(self, sessions: list[str]) -> None:
-        """Tell the owners of these sessions' runs that this process has sockets on them (flush promptly)."""
+        """Record that this process has sockets on these sessions (owners flush them promptly)."""
         expiry = int(time.time() * 1000) + WATCH_TTL_MS
         pipe = self._redis.pipeline(transaction=False)
         for sid in sessions:
@@ -328,22 +332,29 @@ class RedisRunBroker:
             pipe.pexpire(self._k("watch", sid), WATCH_TTL_MS)
         await self._call(pipe.execute())
 
-    async def _note_watchers(self, sessions: list[str]) -> None:
-        """Find out, for sessions this process runs, whether another process has sockets on them."""
+    async def _tell_owner_watched(self, session_id: str) -> None:
+        """A socket here joins a session another process runs: tell that owner now, not at its next renewal."""
+        value = await self._call(self._redis.get(self._k("run", session_id)))
+        owner = value.decode().partition("|")[2] if value else ""
+        if owner and owner != self.owner:
+            payload = orjson.dumps({"kind": "watch", "session_id": session_id})
+            await self._call(self._redis.publish(self._k("ctl", owner), payload))
+
+    async def _watched_elsewhere(self, sessions: list[str]) -> list[bool]:
+        """For each session, whether another process registered sockets on it (and is still alive)."""
         now = int(time.time() * 1000)
         pipe = self._redis.pipeline(transaction=False)
         for sid in sessions:
             pipe.zrangebyscore(self._k("watch", sid), now, "+inf")
         found = await self._call(pipe.execute())
-        for sid, members in zip(sessions, found, strict=True):
-            self._channel(sid).watched_elsewhere = any(m.decode() != self.owner for m in members)
+        return [any(m.decode() != self.owner for m in members) for members in found]
 
     async def _refresh_watches_forever(self) -> None:
         while True:
             await asyncio.sleep(WATCH_TTL_MS / 3000)
             watched = [sid for sid, c in self._channels.items() if c.subscribers]
-            if watched:
-                with contextlib.suppress(BrokerUnavailableError):
+            with contextlib.suppress(BrokerUnavailableError):
+                if watched:
                     await self._register_watch(watched)
 
     async def _watch_forever(self) -> None:
@@ -403,7 +414,7 @@ class RedisRunBroker:
         channel.publishing = True
         self._runs[run_id] = session_id
         with contextlib.suppress(BrokerUnavailableError):
-            await self._note_watchers([session_id])
+            channel.watched_elsewhere = (await self._watched_elsewhere([session_id]))[0]
         return True
 
     async def release_run(self, session_id: str, run_id: str, final: FinalEvent | None = None) -> None:
@@ -416,7 +427,7 @@ class RedisRunBroker:
         event = self._number(session_id, channel, run_id, *final) if final is not None else None
         channel.release = (value, member, run_id)
         try:
-            await self._flush(only=session_id)
+            await self._flush([session_id])
         except BrokerUnavailableError:
             log.warning("session %s: Redis unreachable; run %s is released when it is back", session_id, run_id)
         finally:
@@ -450,11 +461,14 @@ class RedisRunBroker:
                 client=pipe,
             )
         results = await self._call(pipe.execute())
-        await self._note_watchers([sid for sid, _ in checkpoints])
         for (sid, run_id), kept in zip(checkpoints, results, strict=True):
             if not kept and run_id in self._runs:
                 log.error("run %s of session %s was closed by another process while this one could not reach "
                           "Redis; it goes on here", run_id, sid)
+        sessions = [sid for sid, _ in checkpoints]
+        for sid, watched in zip(sessions, await self._watched_elsewhere(sessions), strict=True):
+            if sid in self._channels:
+                self._channels[sid].watched_elsewhere = watched
 
     async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
         raw = await self._call(self._redis.get(self._k("ckpt", run_id)))
@@ -552,9 +566,16 @@ class RedisRunBroker:
                 await asyncio.sleep(RETRY_S)
 
     async def _on_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "message" or self._control is None:
+        if message.get("type") != "message":
             return
         raw = orjson.loads(message["data"])
+        if raw.get("kind") == "watch":
+            channel = self._channels.get(raw["session_id"])
+            if channel is not None:
+                channel.watched_elsewhere = True
+            return
+        if self._control is None:
+            return
         decision = Decision.from_dict(raw["decision"]) if raw.get("decision") else None
         await self._control(RunControl(
             raw["kind"], raw["session_id"], raw["run_id"], raw.get("reason") or "user", raw.get("interrupt_id"),
