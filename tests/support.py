@@ -344,3 +344,15 @@ async def ws_connect_to(
     url = "ws" + base_url.removeprefix("http") + f"/ws/chat/{session_id}" + ("?" + "&".join(params) if params else "")
     async with websockets.connect(url, open_timeout=10, **kwargs) as conn:
         yield WsClient(conn)
+
+
+async def wait_for_health(srv: LiveServer | ServerProcess, status: int, timeout: float = 15) -> dict[str, Any]:
+    """Poll GET /api/v1/health (no key) until it answers `status`; its body."""
+    deadline = time.monotonic() + timeout
+    async with srv.client(None) as anonymous:
+        while True:
+            r = await anonymous.get("/api/v1/health")
+            if r.status_code == status or time.monotonic() > deadline:
+                assert r.status_code == status, r.text
+                return dict(r.json())
+            await asyncio.sleep(0.1)

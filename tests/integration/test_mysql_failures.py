@@ -16,7 +16,7 @@ import websockets
 import dataagent
 from tests.integration.test_mysql_server import mysql_settings
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database, kill_connections
-from tests.support import LiveServer, WsClient, cli_command, free_port, live_server, spawn, ws_connect
+from tests.support import WsClient, cli_command, free_port, live_server, spawn, wait_for_health, ws_connect
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql]
@@ -108,16 +108,6 @@ async def socket_rounds(ws: WsClient) -> list[str]:
                 break
     return kinds
 
-
-async def wait_for_health(srv: LiveServer, status: int, timeout: float = 15) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    async with srv.client(None) as anonymous:
-        while True:
-            r = await anonymous.get("/api/v1/health")
-            if r.status_code == status or time.monotonic() > deadline:
-                assert r.status_code == status, r.text
-                return dict(r.json())
-            await asyncio.sleep(0.1)
 
 
 async def test_a_cut_off_store_gives_503_degraded_health_and_error_then_done_and_comes_back_by_itself() -> None:

@@ -33,6 +33,7 @@ from tests.support import (
     cli_command,
     free_port,
     spawn,
+    wait_for_health,
     wait_healthy,
     ws_connect,
 )
@@ -145,16 +146,6 @@ async def history(c: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     return list(r.json()["messages"])
 
-
-async def wait_health(srv: ServerProcess, status: int, timeout: float = 15) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    async with srv.client(None) as anonymous:
-        while True:
-            r = await anonymous.get("/api/v1/health")
-            if r.status_code == status or time.monotonic() > deadline:
-                assert r.status_code == status, r.text
-                return dict(r.json())
-            await asyncio.sleep(0.1)
 
 
 async def test_a_run_started_through_a_streams_to_a_socket_on_b_with_the_same_events_and_seqs(
@@ -398,7 +389,7 @@ async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_se
             assert refused["event_type"] == "error" and refused["data"]["error_code"] == "broker_unavailable"
             assert refused["data"]["recoverable"] is True and "seq" not in refused
             for srv in (a, b):
-                health = await wait_health(srv, 503)
+                health = await wait_for_health(srv, 503)
                 assert health["status"] == "degraded" and health["broker"] == "redis"
                 assert health["checks"]["broker"] != "ok" and health["checks"]["store"] == "ok"
             async with ws_connect(b, new_sid("during")) as late:  # a socket opened meanwhile: told why, 1013
@@ -417,7 +408,7 @@ async def test_redis_lost_new_answers_get_503_running_ones_finish_locally_and_se
             cluster.proxy.restore()
 
         for srv in (a, b):
-            assert (await wait_health(srv, 200))["checks"]["broker"] == "ok"
+            assert (await wait_for_health(srv, 200))["checks"]["broker"] == "ok"
         deadline = time.monotonic() + 10
         while True:  # the claim of the run that ended during the outage is released once Redis is back
             r = await rb.post("/api/v1/chat", json={"message": "after, through B", "session_id": sid})
