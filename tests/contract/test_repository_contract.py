@@ -8,7 +8,7 @@ import pytest
 
 from dataagent.application.ports import SessionRepository
 from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
-from dataagent.domain.models import MessagePageQuery, Role
+from dataagent.domain.models import MessagePageQuery, Role, RunState
 from tests.contract.helpers import T0, approval, at, history_ids, new_message, new_session, seeded
 
 UNICODE = "你好，世界 🌏🎉 «ÆØÅ» ∑ \U0001f9d1\u200d\U0001f4bb"
@@ -174,6 +174,21 @@ async def test_run_state_is_recorded_and_cleared_and_touch_only_moves_forward(re
     assert session is not None and session.active_run_id is None and session.last_active == at(20)
     await repo.set_run_state("ghost", active_run_id="run_x", pending_interrupt=None)  # no error, no row
     assert await repo.get_session("ghost") is None
+
+
+async def test_an_append_can_record_the_run_state_in_the_same_write(repo: SessionRepository) -> None:
+    await repo.get_or_create_session(new_session("s1", when=at(10)))
+    await repo.append_message(new_message("s1", "m1", when=at(11)), RunState(active_run_id="run_1"))
+    session = await repo.get_session("s1")
+    assert session is not None and session.active_run_id == "run_1" and session.message_count == 1
+    await repo.set_run_state("s1", active_run_id="run_1", pending_interrupt={"interrupt_id": "i"})
+    await repo.append_message(new_message("s1", "m2", when=at(12), role=Role.ASSISTANT), RunState(None))
+    session = await repo.get_session("s1")
+    assert session is not None and session.active_run_id is None and session.pending_interrupt is None
+    assert session.message_count == 2 and session.last_active == at(12)
+    await repo.append_message(new_message("s1", "m3", when=at(13)))  # without a run state: left as it is
+    session = await repo.get_session("s1")
+    assert session is not None and session.active_run_id is None and session.message_count == 3
 
 
 async def test_clear_run_states_forgets_every_active_run_and_pending_approval(repo: SessionRepository) -> None:

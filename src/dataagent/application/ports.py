@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
 from dataagent.domain.events import AgentOutput, RunEvent
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
 
 
 class Clock(Protocol):
@@ -63,8 +63,9 @@ class SessionRepository(Protocol):
         """Delete the session with its messages and approvals; False if it did not exist."""
         ...
 
-    async def append_message(self, message: Message) -> Message:
-        """Append at the session's next position (gap-free); bump message_count and last_active."""
+    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
+        """Append at the session's next position (gap-free); bump message_count and last_active; with
+        `run_state`, record the session's run state in the same transaction."""
         ...
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:

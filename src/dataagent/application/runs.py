@@ -39,7 +39,7 @@ from dataagent.domain.events import (
     ToolCompleted,
     UsageReported,
 )
-from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunStatus, Session
+from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus, Session
 
 log = logging.getLogger("dataagent.runs")
 
@@ -108,9 +108,9 @@ class RunManager:
             with anyio.CancelScope(shield=True):
                 user_message = await self._repo.append_message(
                     Message(self._ids.new_id("msg"), sid, Role.USER, question, now, run_id, "completed",
-                            dict(metadata))
+                            dict(metadata)),
+                    RunState(active_run_id=run_id),
                 )
-                await self._repo.set_run_state(sid, active_run_id=run_id, pending_interrupt=None, touched_at=now)
         except BaseException:
             await self._broker.release_run(sid, run_id)
             raise
@@ -306,14 +306,8 @@ class RunManager:
             message_id, status = None, RunStatus.FAILED
             run.transition(status)
         else:
-            message_id, status = await self._persist_answer(live, status, error)
+            message_id, status = await self._persist_answer(live, status, error)  # also frees the session
             run.transition(status)
-            try:
-                await self._repo.set_run_state(
-                    run.session_id, active_run_id=None, pending_interrupt=None, touched_at=self._clock.now()
-                )
-            except DataAgentError:
-                log.warning("run %s: could not clear the session's run state", run.run_id)
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
             "message_id": message_id,
@@ -360,15 +354,20 @@ class RunManager:
             meta["reason"] = run.reason
         if error is not None:
             meta["error"] = {"error_code": error.code, "message": error.message}
-        try:
-            message = await self._repo.append_message(Message(
-                self._ids.new_id("msg"), run.session_id, Role.ASSISTANT, run.content, self._clock.now(),
-                run.run_id, status.value, meta,
-            ))
+        now = self._clock.now()
+        try:  # the answer and the freed session in one write
+            message = await self._repo.append_message(
+                Message(self._ids.new_id("msg"), run.session_id, Role.ASSISTANT, run.content, now, run.run_id,
+                        status.value, meta),
+                RunState(active_run_id=None),
+            )
         except DataAgentError as exc:
             log.error("run %s: the answer could not be persisted: %s", run.run_id, exc.code)
             self._publish_error(run, exc)
             run.reason = run.reason or exc.code
+            with contextlib.suppress(DataAgentError):  # free the session at least, if the store allows it
+                await self._repo.set_run_state(run.session_id, active_run_id=None, pending_interrupt=None,
+                                               touched_at=now)
             return None, RunStatus.CANCELLED if status is RunStatus.CANCELLED else RunStatus.FAILED
         return message.message_id, status
 

@@ -116,6 +116,14 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class RunState:
+    """What a session records about its answer: the active run (None: none) and the approval it waits for."""
+
+    active_run_id: str | None
+    pending_interrupt: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePageQuery:
     """One page of a session's history: offset paging, or a cursor (`after` / `before` a message id)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class InMemorySessionRepository:
     async def delete_session(self, session_id: str) -> bool:
         return self._entries.pop(session_id, None) is not None
 
-    async def append_message(self, message: Message) -> Message:
+    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
         entry = self._entries.get(message.session_id)
         if entry is None:
             raise SessionNotFoundError()
@@ -91,6 +91,9 @@ class InMemorySessionRepository:
         entry.index[stored.message_id] = stored.position
         entry.session.message_count = len(entry.messages)
         entry.session.last_active = max(entry.session.last_active, stored.created_at)
+        if run_state is not None:
+            entry.session.active_run_id = run_state.active_run_id
+            entry.session.pending_interrupt = copy.deepcopy(run_state.pending_interrupt)
         return stored
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:

@@ -34,7 +34,7 @@ from dataagent.domain.errors import (
     SessionNotFoundError,
     StoreUnavailableError,
 )
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
 
 DUPLICATE_KEY = 1062
 NO_REFERENCED_ROW = 1452
@@ -157,7 +157,7 @@ class MySqlSessionRepository:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def append_message(self, message: Message) -> Message:
+    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
         metadata = copy.deepcopy(message.metadata)
         self._check_size(message)
 
@@ -172,10 +172,10 @@ class MySqlSessionRepository:
                 if done is not None:
                     return done
             await conn.execute(insert(messages).values(rows.message_values(message, position)))
-            await conn.execute(
-                update(sessions).where(sessions.c.session_id == message.session_id)
-                .values(message_count=position + 1, last_active=_touch(message.created_at))
-            )
+            values: dict[str, Any] = {"message_count": position + 1, "last_active": _touch(message.created_at)}
+            if run_state is not None:  # the run's state in the same transaction: one round trip less per write
+                values.update(active_run_id=run_state.active_run_id, pending_interrupt=run_state.pending_interrupt)
+            await conn.execute(update(sessions).where(sessions.c.session_id == message.session_id).values(values))
             return replace(message, position=position, metadata=metadata)
 
         return await transaction(self._engine, work, "append_message")
