@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,12 +95,23 @@ class ChatService:
     # -- use cases --------------------------------------------------------------------------------
 
     async def start(
-        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        principal: str,
+        message: str,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        known_owner: bool = False,
     ) -> ChatRun:
-        """Start a run and return at once; its events go to the session's subscribers."""
+        """Start a run and return at once; its events go to the session's subscribers.
+
+        `known_owner`: the caller has seen the session exist and belong to `principal` (a socket on it), so it
+        is not read again: an owner never changes, and a session deleted or expired since is created again."""
         question = self.validate_message(message)
+        if known_owner and session_id:
+            with contextlib.suppress(SessionNotFoundError):
+                return await self._runs.start_run(session_id, question, metadata or {})
         session = await self.open_session(principal, session_id, question)
-        return await self._runs.start_run(session, question, metadata or {})
+        return await self._runs.start_run(session.session_id, question, metadata or {})
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
@@ -110,7 +122,7 @@ class ChatService:
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(session, question, metadata or {})
+            run = await self._runs.start_run(sid, question, metadata or {})
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:

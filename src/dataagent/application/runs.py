@@ -39,7 +39,7 @@ from dataagent.domain.events import (
     ToolCompleted,
     UsageReported,
 )
-from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus, Session
+from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus
 
 log = logging.getLogger("dataagent.runs")
 
@@ -96,9 +96,8 @@ class RunManager:
         live = self._runs.get(run_id)
         return live.run.content if live else None
 
-    async def start_run(self, session: Session, question: str, metadata: dict[str, Any]) -> ChatRun:
-        """Claim the session, persist the question and start the engine; RunInProgressError if busy."""
-        sid = session.session_id
+    async def start_run(self, sid: str, question: str, metadata: dict[str, Any]) -> ChatRun:
+        """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy."""
         run_id = self._ids.new_id("run")
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()

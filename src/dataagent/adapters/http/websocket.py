@@ -325,7 +325,8 @@ class _Connection:
         metadata = payload.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInputError("metadata must be an object")
-        await self.chat.start(self.principal, payload.get("message"), self.sid, metadata)  # type: ignore[arg-type]
+        await self.chat.start(self.principal, payload.get("message"), self.sid, metadata,  # type: ignore[arg-type]
+                              known_owner=self.owned)
         self.owned = True
 
     async def _require_session(self, missing: DataAgentError) -> None:
