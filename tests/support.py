@@ -81,7 +81,6 @@ async def live_server(
         ws_max_size=settings.max_frame_bytes, **uvicorn_options,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -356,3 +355,14 @@ async def wait_for_health(srv: LiveServer | ServerProcess, status: int, timeout:
                 assert r.status_code == status, r.text
                 return dict(r.json())
             await asyncio.sleep(0.1)
+
+
+async def wait_for_active_run(client: httpx.AsyncClient, session_id: str, timeout: float = 5.0) -> str:
+    """Poll the session until it has an active run; that run's id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = await client.get(f"/api/v1/sessions/{session_id}")
+        if r.status_code == 200 and r.json()["active_run_id"]:
+            return str(r.json()["active_run_id"])
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no active run appeared in {session_id}")

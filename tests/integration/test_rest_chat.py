@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
-from tests.support import KEY_B, live_server, make_settings
+from tests.support import KEY_B, live_server, make_settings, wait_for_active_run
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +51,7 @@ async def test_cancel_from_a_second_client_ends_a_long_sync_chat_with_its_partia
     settings = make_settings(demo_chunks=400, demo_chunk_delay_ms=10)
     async with live_server(settings) as srv, srv.client() as asker, srv.client() as canceller:
         chat = asyncio.create_task(asker.post("/api/v1/chat", json={"message": "long one", "session_id": "s-c"}))
-        await _wait_for_active_run(canceller, "s-c")
+        await wait_for_active_run(canceller, "s-c")
         await asyncio.sleep(0.2)
         started = time.monotonic()
         r = await canceller.post("/api/v1/chat/s-c/cancel")
@@ -76,7 +75,7 @@ async def test_second_chat_in_a_busy_session_is_409_and_cancel_with_nothing_runn
     settings = make_settings(demo_chunks=200, demo_chunk_delay_ms=10)
     async with live_server(settings) as srv, srv.client() as c, srv.client() as other:
         first = asyncio.create_task(c.post("/api/v1/chat", json={"message": "q", "session_id": "busy"}))
-        await _wait_for_active_run(other, "busy")
+        await wait_for_active_run(other, "busy")
         r = await other.post("/api/v1/chat", json={"message": "again", "session_id": "busy"})
         assert r.status_code == 409 and r.json()["error_code"] == "run_in_progress"
         r = await other.post("/api/v1/chat/busy/cancel", json={"run_id": "run_not_this_one"})
@@ -145,15 +144,6 @@ async def test_auth_disabled_opens_every_route_as_anonymous() -> None:
         info = (await c.get(f"/api/v1/sessions/{r.json()['session_id']}")).json()
         assert info["user_id"] == "anonymous"
 
-
-async def _wait_for_active_run(client: httpx.AsyncClient, session_id: str) -> None:
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        r = await client.get(f"/api/v1/sessions/{session_id}")
-        if r.status_code == 200 and r.json()["active_run_id"]:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("no active run appeared")
 
 
 async def test_health_reports_components_and_counts() -> None:

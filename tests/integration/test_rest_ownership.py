@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import KEY_A, KEY_B, live_server, make_settings
+from tests.support import KEY_A, KEY_B, live_server, make_settings, wait_for_active_run
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +24,6 @@ async def snapshot(client: httpx.AsyncClient, session_id: str) -> tuple[dict[str
     messages = (await client.get(f"/api/v1/sessions/{session_id}/messages")).json()["messages"]
     return info, messages
 
-
-async def wait_for_active_run(client: httpx.AsyncClient, session_id: str) -> str:
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        r = await client.get(f"/api/v1/sessions/{session_id}")
-        if r.status_code == 200 and r.json()["active_run_id"]:
-            return str(r.json()["active_run_id"])
-        await asyncio.sleep(0.01)
-    raise AssertionError("no active run appeared")
 
 
 async def test_another_key_sees_none_of_alices_sessions_and_each_route_answers_404() -> None:

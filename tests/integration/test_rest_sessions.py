@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import KEY_B, live_server, make_settings
+from tests.support import KEY_B, live_server, make_settings, wait_for_active_run
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +48,6 @@ def parse_utc(text: str) -> datetime:
 def ids(messages: list[dict[str, Any]]) -> list[str]:
     return [m["message_id"] for m in messages]
 
-
-async def wait_for_active_run(client: httpx.AsyncClient, session_id: str) -> str:
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        r = await client.get(f"/api/v1/sessions/{session_id}")
-        if r.status_code == 200 and r.json()["active_run_id"]:
-            return str(r.json()["active_run_id"])
-        await asyncio.sleep(0.01)
-    raise AssertionError("no active run appeared")
 
 
 # -- list -----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.support import (
     rss_mb,
     server_env,
     spawn,
+    wait_for_active_run,
     wait_healthy,
     ws_connect_to,
 )
@@ -97,12 +98,6 @@ class RssSampler:
 async def health(c: httpx.AsyncClient) -> dict[str, int]:
     return dict((await c.get("/api/v1/health")).json())
 
-
-async def wait_for_active_run(c: httpx.AsyncClient, session_id: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not (await c.get(f"/api/v1/sessions/{session_id}")).json().get("active_run_id"):
-        assert time.monotonic() < deadline, f"no run started in {session_id}"
-        await asyncio.sleep(0.01)
 
 
 async def wait_until_idle(c: httpx.AsyncClient, timeout: float) -> None:

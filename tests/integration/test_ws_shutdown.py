@@ -25,6 +25,7 @@ from tests.support import (
     send_masked_text,
     server_env,
     spawn,
+    wait_for_active_run,
     wait_healthy,
     ws_connect_to,
 )
@@ -58,15 +59,6 @@ def wait_exit(server: ServerProcess, timeout: float) -> int | None:
     except subprocess.TimeoutExpired:
         return None
 
-
-async def wait_for_active_run(client: httpx.AsyncClient, session_id: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = await client.get(f"/api/v1/sessions/{session_id}")
-        if r.status_code == 200 and r.json()["active_run_id"]:
-            return str(r.json()["active_run_id"])
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no active run in {session_id}")
 
 
 async def test_sigterm_ends_a_streaming_socket_run_with_a_persisted_cancelled_done_then_closes_1012() -> None:
