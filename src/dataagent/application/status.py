@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dataagent.application.capacity import Capacity
@@ -56,9 +57,9 @@ class StatusService:
         )
 
     @staticmethod
-    async def _check(ping: object) -> str:
+    async def _check(ping: Callable[[], Awaitable[None]]) -> str:
         try:
-            await ping()  # type: ignore[operator]
+            await ping()
         except DataAgentError as exc:
             return exc.code
         return "ok"

@@ -32,7 +32,7 @@ from dataagent.domain.errors import (
     StoreUnavailableError,
 )
 from dataagent.domain.events import RunEvent
-from dataagent.domain.models import SESSION_ID_PATTERN, Session
+from dataagent.domain.models import SESSION_ID_PATTERN
 
 log = logging.getLogger("dataagent.ws")
 router = APIRouter()
@@ -186,7 +186,7 @@ class _Connection:
 
     async def serve(self) -> None:
         try:
-            session = await self._session_or_none()
+            session = await self.chat.peek_session(self.sid)
         except StoreUnavailableError as exc:
             await self._refuse_unavailable(exc)
             return
@@ -231,9 +231,6 @@ class _Connection:
         """The store or the broker cannot be reached: say so, and close with 1013 (try again later)."""
         await self._send(error_frame(self.sid, exc.code, exc.message, recoverable=False))
         await self.ws.close(CLOSE_TRY_AGAIN, f"{exc.code}: try again later")
-
-    async def _session_or_none(self) -> Session | None:
-        return await self.chat.peek_session(self.sid)
 
     async def _is_ours(self) -> bool:
         """True once the session exists and belongs to this socket's principal."""
