@@ -11,7 +11,7 @@ from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.mysql.schema import SchemaMismatchError
 from dataagent.domain.approvals import Decision, DecisionType
 from dataagent.domain.errors import PayloadTooLargeError, StoreUnavailableError
-from dataagent.domain.models import MessagePageQuery, Role
+from dataagent.domain.models import MessagePageQuery, Role, RunState
 from dataagent.entrypoints.container import build_mysql_repository
 from tests.contract.helpers import approval, at, new_message, new_session
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, admin, admin_query, database_url, fresh_database
@@ -142,6 +142,25 @@ async def test_a_creation_racing_an_uncommitted_insert_waits_and_returns_the_win
             await cursor.execute("COMMIT")
             session, created = await racing
         assert not created and session.user_id == "first"
+        await repo.close()
+
+
+async def test_an_append_broken_between_its_statements_is_rolled_back_and_stored_once_on_retry() -> None:
+    """The connection breaks after the INSERT reached the server but before COMMIT: the count taken by the
+    UPDATE is rolled back with it, and the retry stores the message once at the next position."""
+    async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
+        repo = MySqlSessionRepository(database_url(db, port=proxy.port))
+        await repo.start()
+        await repo.get_or_create_session(new_session("s1"))
+        await repo.append_message(new_message("s1", "m0"))
+        proxy.lose_reply_after(b"\x03INSERT INTO messages")
+        stored = await repo.append_message(new_message("s1", "m1", "half-sent"), RunState("run_1"))
+        assert proxy.replies_lost == 1 and stored.position == 1
+        page = await repo.list_messages("s1", MessagePageQuery())
+        assert [(m.message_id, m.position, m.content) for m in page.messages] == [
+            ("m0", 0, "content of m0"), ("m1", 1, "half-sent")]
+        session = await repo.get_session("s1")
+        assert session is not None and session.message_count == 2 and session.active_run_id == "run_1"
         await repo.close()
 
 

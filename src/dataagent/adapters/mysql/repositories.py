@@ -22,11 +22,12 @@ from dataagent.adapters.mysql.engine import (
     EngineOptions,
     build_engine,
     describe,
+    driver_cursor,
     error_code,
     transaction,
 )
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
-from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
+from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, json_text, messages, sessions, utc_naive
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import (
     MessageNotFoundError,
@@ -48,6 +49,24 @@ def _at(value: datetime) -> Any:
 def _touch(at: datetime) -> Any:
     """last_active moves forward only (GREATEST), as in the memory store's max()."""
     return func.greatest(sessions.c.last_active, _at(at))
+
+
+# An append, in plain SQL through the driver (engine.driver_cursor): it runs twice per answer. Its position is
+# the session's message_count before the UPDATE, which takes the session row's lock (appends to a session
+# queue there until the commit: positions are gap-free) and returns the new count in the OK packet as the
+# connection's LAST_INSERT_ID, so no SELECT is needed. last_active moves forward only (GREATEST).
+TAKE_POSITION = (
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "last_active = GREATEST(last_active, %s) WHERE session_id = %s"
+)
+TAKE_POSITION_AND_STATE = (
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "last_active = GREATEST(last_active, %s), active_run_id = %s, pending_interrupt = %s WHERE session_id = %s"
+)
+INSERT_MESSAGE = (
+    "INSERT INTO messages (message_id, session_id, `position`, role, content, created_at, run_id, status, "
+    "metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class MySqlSessionRepository:
@@ -160,22 +179,26 @@ class MySqlSessionRepository:
     async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
         metadata = copy.deepcopy(message.metadata)
         self._check_size(message)
+        at = utc_naive(message.created_at)
+        take_params: tuple[Any, ...]
+        if run_state is None:
+            take, take_params = TAKE_POSITION, (at, message.session_id)
+        else:  # the run's state in the same statement: one round trip less per answer start and end
+            take, take_params = TAKE_POSITION_AND_STATE, (
+                at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id)
 
         async def work(conn: AsyncConnection, attempt: int) -> Message:
-            position = await conn.scalar(
-                select(sessions.c.message_count).where(sessions.c.session_id == message.session_id).with_for_update()
-            )
-            if position is None:
-                raise SessionNotFoundError()
             if attempt > 0:  # the previous attempt may have committed before its connection broke
+                await conn.execute(select(sessions.c.session_id).where(sessions.c.session_id == message.session_id)
+                                   .with_for_update())  # appends to the session wait here; then look
                 done = await self._message(conn, message.session_id, message.message_id)
                 if done is not None:
                     return done
-            await conn.execute(insert(messages).values(rows.message_values(message, position)))
-            values: dict[str, Any] = {"message_count": position + 1, "last_active": _touch(message.created_at)}
-            if run_state is not None:  # the run's state in the same transaction: one round trip less per write
-                values.update(active_run_id=run_state.active_run_id, pending_interrupt=run_state.pending_interrupt)
-            await conn.execute(update(sessions).where(sessions.c.session_id == message.session_id).values(values))
+            cursor = await driver_cursor(conn)
+            if not await cursor.execute(take, take_params):  # locks the session row until the commit
+                raise SessionNotFoundError()
+            position = int(cursor.lastrowid) - 1
+            await cursor.execute(INSERT_MESSAGE, rows.message_params(message, position))
             return replace(message, position=position, metadata=metadata)
 
         return await transaction(self._engine, work, "append_message")

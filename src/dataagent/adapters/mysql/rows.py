@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from dataagent.adapters.mysql.tables import json_text, utc_naive
 from dataagent.domain.approvals import ApprovalAction, ApprovalRequest, Decision, InterruptRecord
 from dataagent.domain.errors import InvalidInputError
 from dataagent.domain.models import Message, Role, Session
@@ -60,6 +61,12 @@ def message_values(message: Message, position: int) -> dict[str, Any]:
         "status": message.status,
         "metadata": message.metadata,
     }
+
+
+def message_params(message: Message, position: int) -> tuple[Any, ...]:
+    """The values of INSERT_MESSAGE (repositories.py), in its column order."""
+    return (message.message_id, message.session_id, position, Role(message.role).value, message.content,
+            utc_naive(message.created_at), message.run_id, message.status, json_text(message.metadata))
 
 
 def message_from(row: Row[Any]) -> Message:

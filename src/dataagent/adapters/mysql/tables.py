@@ -6,6 +6,7 @@ A change here needs a migration for databases created by an older version: see d
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,23 @@ PRINCIPAL_LENGTH = 255
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def utc_naive(value: datetime) -> datetime:
+    """A time as a DATETIME(6) column holds it: naive UTC (aware times only, so none is misread)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the store only takes timezone-aware times")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def json_dumps(value: Any) -> str:
+    """A JSON column's text (the engine's json_serializer): compact, any Unicode kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON column's value for a statement bound by the driver (None is SQL NULL, as none_as_null)."""
+    return None if value is None else json_dumps(value)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """DATETIME(6) holding naive UTC; binds aware datetimes (converted to UTC), returns aware UTC."""
 
@@ -54,11 +72,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the store only takes timezone-aware times")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else utc_naive(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
