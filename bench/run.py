@@ -1,7 +1,8 @@
 """Run the benchmark matrix: DataAgent Server against the bare FastAPI baseline, in the same run.
 
-Each cell starts a fresh server pinned to CPU 0 (taskset) and runs the load generator pinned to CPU 1, after
-a 5-user warm-up. Prints a markdown table of medians and our/bare ratios; appends every run to --out.
+Each run starts a fresh server pinned to CPU 0 (taskset) and runs the load generator pinned to CPU 1, after a
+5-user warm-up; within a cell the targets take turns run by run. Prints a markdown table of medians and
+our/bare ratios; appends every run to --out.
 
     python bench/run.py                      # the full matrix of docs/PERFORMANCE.md (about 20 min)
     python bench/run.py --quick              # D=0 C=100 and D=10 C=1000, one rep
@@ -159,8 +160,11 @@ def main() -> None:
             d, c = cell.split(":")
             delay, users = float(d.removeprefix("d")), int(c)
             medians: dict[str, float | None] = {}
-            for target in targets:
-                rows = [run_cell(target, delay, users, opts, out) for _ in range(reps)]
+            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+            for _ in range(reps):  # targets take turns, so a slow spell of the machine hits them alike
+                for target in targets:
+                    runs[target].append(run_cell(target, delay, users, opts, out))
+            for target, rows in runs.items():
                 medians[target] = median(rows, "answers_per_s")
                 medians[target + "_ttfc99"] = median(rows, "ttfc_overhead_ms", "p99")
                 table.append(
