@@ -6,9 +6,7 @@ Appends to a session are serialized by a lock on its sessions row, which makes p
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,17 +15,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dataagent.adapters.mysql import rows
+from dataagent.adapters.mysql.appends import Appender
 from dataagent.adapters.mysql.engine import (
     DRIVER_ERRORS,
     EngineOptions,
     build_engine,
     describe,
-    driver_cursor,
     error_code,
     transaction,
 )
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
-from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, json_text, messages, sessions, utc_naive
+from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import (
     MessageNotFoundError,
@@ -51,27 +49,10 @@ def _touch(at: datetime) -> Any:
     return func.greatest(sessions.c.last_active, _at(at))
 
 
-# An append, in plain SQL through the driver (engine.driver_cursor): it runs twice per answer. Its position is
-# the session's message_count before the UPDATE, which takes the session row's lock (appends to a session
-# queue there until the commit: positions are gap-free) and returns the new count in the OK packet as the
-# connection's LAST_INSERT_ID, so no SELECT is needed. last_active moves forward only (GREATEST).
-TAKE_POSITION = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
-    "last_active = GREATEST(last_active, %s) WHERE session_id = %s"
-)
-TAKE_POSITION_AND_STATE = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
-    "last_active = GREATEST(last_active, %s), active_run_id = %s, pending_interrupt = %s WHERE session_id = %s"
-)
-INSERT_MESSAGE = (
-    "INSERT INTO messages (message_id, session_id, `position`, role, content, created_at, run_id, status, "
-    "metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-
-
 class MySqlSessionRepository:
     def __init__(self, url: str | URL, options: EngineOptions | None = None, *, where: str = "MySQL") -> None:
         self._engine = build_engine(url, options or EngineOptions())
+        self._appender = Appender(self._engine)
         self._where = where
         self.server: ServerInfo | None = None
 
@@ -177,39 +158,17 @@ class MySqlSessionRepository:
     # -- messages ---------------------------------------------------------------------------------
 
     async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
-        metadata = copy.deepcopy(message.metadata)
-        self._check_size(message)
-        at = utc_naive(message.created_at)
-        take_params: tuple[Any, ...]
-        if run_state is None:
-            take, take_params = TAKE_POSITION, (at, message.session_id)
-        else:  # the run's state in the same statement: one round trip less per answer start and end
-            take, take_params = TAKE_POSITION_AND_STATE, (
-                at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id)
+        return await self._appender.append(message, run_state, self._check_size(message))
 
-        async def work(conn: AsyncConnection, attempt: int) -> Message:
-            if attempt > 0:  # the previous attempt may have committed before its connection broke
-                await conn.execute(select(sessions.c.session_id).where(sessions.c.session_id == message.session_id)
-                                   .with_for_update())  # appends to the session wait here; then look
-                done = await self._message(conn, message.session_id, message.message_id)
-                if done is not None:
-                    return done
-            cursor = await driver_cursor(conn)
-            if not await cursor.execute(take, take_params):  # locks the session row until the commit
-                raise SessionNotFoundError()
-            position = int(cursor.lastrowid) - 1
-            await cursor.execute(INSERT_MESSAGE, rows.message_params(message, position))
-            return replace(message, position=position, metadata=metadata)
-
-        return await transaction(self._engine, work, "append_message")
-
-    def _check_size(self, message: Message) -> None:
+    def _check_size(self, message: Message) -> int:
+        """The message's bytes on the wire; PayloadTooLargeError past the server's max_allowed_packet."""
         size = rows.wire_size(message, json.dumps(message.metadata, default=str))
         limit = self.server.max_allowed_packet if self.server else None
         if limit is not None and size > limit:
             raise PayloadTooLargeError(
                 f"message too large for the session store ({size} bytes; max_allowed_packet is {limit})"
             )
+        return size
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:
         async def work(conn: AsyncConnection, attempt: int) -> Message | None:
@@ -294,6 +253,7 @@ class MySqlSessionRepository:
             raise StoreUnavailableError(f"The session store is unavailable ({describe(exc)})") from exc
 
     async def close(self) -> None:
+        await self._appender.close()
         await self._engine.dispose()
 
     # -- reads shared by the methods above ----------------------------------------------------------
