@@ -27,7 +27,8 @@ class _Pair:
 class TcpProxy:
     """127.0.0.1:<port> -> upstream. `cut()` aborts every connection and refuses new ones until `restore()`;
     `lose_reply_after(marker)` forwards the next client packet holding `marker` (e.g. a COMMIT) and then drops
-    the connection before the server's answer reaches the client: the statement ran, the client never knows."""
+    the connection before the server's answer reaches the client: the statement ran, the client never knows.
+    `count(marker)` starts counting the client packets that hold `marker` (in `counted`)."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
@@ -36,6 +37,8 @@ class TcpProxy:
         self.connections = 0
         self.replies_lost = 0
         self._marker: bytes | None = None
+        self._counted_marker: bytes | None = None
+        self.counted = 0
         self._pairs: set[_Pair] = set()
         self._server: asyncio.Server | None = None
 
@@ -61,6 +64,9 @@ class TcpProxy:
 
     def lose_reply_after(self, marker: bytes) -> None:
         self._marker = marker
+
+    def count(self, marker: bytes) -> None:
+        self._counted_marker, self.counted = marker, 0
 
     def _abort_all(self) -> None:
         for pair in list(self._pairs):
@@ -88,6 +94,8 @@ class TcpProxy:
     async def _to_server(self, reader: asyncio.StreamReader, pair: _Pair) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if self._counted_marker is not None:
+                    self.counted += data.count(self._counted_marker)
                 if self._marker is not None and self._marker in data:
                     self._marker = None
                     pair.swallowing = True
