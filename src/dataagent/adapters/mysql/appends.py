@@ -4,7 +4,7 @@ Every answer writes twice (its question, then its answer), and with hundreds of 
 their cost was per transaction: a pool checkout, a ping, two statements and a COMMIT, each a round trip and
 an event-loop wake-up on the core that also streams the tokens. Here an append joins a queue; up to
 MAX_IN_FLIGHT writers each take what is waiting (up to MAX_BATCH messages, MAX_BATCH_BYTES of content) and
-write it in one transaction of four round trips whatever its size, so the cost per append falls as the load
+write it in one transaction of four statements whatever its size, so the cost per append falls as the load
 rises, and an append that finds the queue empty is written at once (no added wait). Measured in
 bench/store.py and docs/PERFORMANCE.md.
 
@@ -87,11 +87,13 @@ class Appender:
         self._engine = engine
         self._waiting: deque[_Append] = deque()
         self._writers: set[asyncio.Task[None]] = set()
+        self._running = 0  # writers not yet past their last look at the queue (a done task may not be discarded yet)
 
     async def append(self, message: Message, run_state: RunState | None, size: int) -> Message:
         item = _Append(message, run_state, size, asyncio.get_running_loop().create_future())
         self._waiting.append(item)
-        if len(self._writers) < MAX_IN_FLIGHT:
+        if self._running < MAX_IN_FLIGHT:
+            self._running += 1
             writer = asyncio.create_task(self._drain(), name="mysql-appends")
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
@@ -104,14 +106,16 @@ class Appender:
             await asyncio.gather(*self._writers, return_exceptions=True)
 
     async def _drain(self) -> None:
-        while batch := self._take():
-            try:
-                outcomes = await self._write(batch)
-            except BaseException:  # the writer itself was cancelled (shut down): its callers must not hang
-                outcomes = [StoreUnavailableError("The append was interrupted")] * len(batch)
+        try:
+            while batch := self._take():
+                try:
+                    outcomes = await self._write(batch)
+                except BaseException:  # the writer itself was cancelled (shut down): its callers must not hang
+                    self._settle(batch, [StoreUnavailableError("The append was interrupted")] * len(batch))
+                    raise
                 self._settle(batch, outcomes)
-                raise
-            self._settle(batch, outcomes)
+        finally:
+            self._running -= 1  # at once, with no await after the queue was seen empty: nothing is left behind
 
     @staticmethod
     def _settle(batch: list[_Append], outcomes: list[Outcome]) -> None:
