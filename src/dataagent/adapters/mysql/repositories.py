@@ -1,7 +1,8 @@
 """The MySQL session store: durable sessions, messages and approvals shared by every worker and host.
 
-Each method is one transaction (engine.transaction), so each is atomic on its own, as the port requires.
-Appends to a session are serialized by a lock on its sessions row, which makes positions gap-free.
+Each method is one transaction (engine.transaction), so each is atomic on its own, as the port requires;
+appends are group-committed (appends.py): those waiting together share a transaction, each still whole or
+absent. Appends to a session are serialized by a lock on its sessions row, which makes positions gap-free.
 """
 
 from __future__ import annotations
