@@ -139,6 +139,8 @@ class User:
                 texts.append(frame["data"]["content"])
             elif kind == "done":
                 return sent, first, frame["data"]["status"], texts
+            elif kind == "error" and "seq" not in frame:  # the server refused the question: no run, no `done`
+                return sent, first, f"refused:{frame['data'].get('error_code')}", texts
             elif kind == "error" and not frame["data"].get("recoverable", True):
                 self.results.error("event:error")
 

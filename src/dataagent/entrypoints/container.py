@@ -102,6 +102,7 @@ class Container(containers.DeclarativeContainer):
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
             prefix=settings.provided.redis_prefix,
+            max_connections=settings.provided.redis_max_connections,
         ),
     )
     engine = providers.Singleton(build_engine, settings)

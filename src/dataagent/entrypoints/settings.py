@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     broker: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = Field("da:", min_length=1, max_length=64)
+    redis_max_connections: int = Field(100, ge=4)
     run_lease: float = Field(6, ge=1)
 
     @field_validator("api_keys", "cors_origins", mode="before")

@@ -64,6 +64,7 @@ T = TypeVar("T")
 PREFIX = "da:"
 OUTBOX_LIMIT = 10_000  # events kept per session while Redis is unreachable
 CATCH_UP_S = 0.5  # how long a subscriber waits for another process's unflushed events it says it has seen
+POOL_WAIT_S = 5.0  # how long a call waits for a free connection of the pool before it counts as a failure
 RETRY_S = 1.0  # pause of the background loops after Redis failed
 WATCH_TTL_MS = 6000  # a watcher registration lapses this long after the watching process stops refreshing it
 
@@ -90,14 +91,19 @@ class RedisRunBroker:
         flush_interval_s: float = 0.01,
         lazy_flush_s: float = 0.25,
         prefix: str = PREFIX,
+        max_connections: int = 100,
     ) -> None:
         self._prefix = prefix
-        # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses.
+        # A burst (hundreds of sockets opening or asking at once) waits for one of `max_connections` rather
+        # than failing: redis-py's default pool raises MaxConnectionsError at once when they are all busy.
         # Few, quick retries: a dropped connection is retried, an outage fails fast (503, not a hung request).
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2),
+        retry = Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=POOL_WAIT_S,
+            socket_timeout=5, socket_connect_timeout=2, health_check_interval=10, retry=retry,
         )
+        # typed Any: redis-py's return types are unions of bytes/str/None that do not follow decode_responses.
+        self._redis: Any = aioredis.Redis(connection_pool=pool, retry=retry)
         where = self._redis.connection_pool.connection_kwargs
         self.where = f"{where.get('host', where.get('path', '?'))}:{where.get('port', '')}/{where.get('db', 0)}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -601,6 +607,7 @@ class RedisRunBroker:
                 await task
         self._tasks.clear()
         await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()  # a pool handed to the client is not closed with it
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
