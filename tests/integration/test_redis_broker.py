@@ -122,3 +122,15 @@ async def test_an_owner_takes_its_claim_back_after_redis_lost_its_data_and_the_s
         # a claim released by the closer is not taken back by a late renewal
         await owner.renew_runs({("s", "r1"): {"text": "more"}})
         assert await other.active_run("s") is None and await other.claim_run("s", "r2")
+
+
+async def test_a_burst_of_calls_beyond_the_pool_waits_for_connections_instead_of_failing() -> None:
+    """Hundreds of sockets asking at once: with redis-py's default pool the calls past its size failed at once
+    (MaxConnectionsError, a refused question); the broker's pool makes them wait for a free connection."""
+    async with brokers(1, max_connections=4) as (broker,):
+        claims = await asyncio.gather(*(broker.claim_run(f"s{i}", f"run_{i}") for i in range(200)))
+        assert all(claims)
+        assert await asyncio.gather(*(broker.active_run(f"s{i}") for i in range(200))) == [
+            f"run_{i}" for i in range(200)]
+        for i in range(200):
+            await broker.release_run(f"s{i}", f"run_{i}")
