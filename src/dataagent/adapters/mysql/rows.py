@@ -49,22 +49,8 @@ def session_from(row: Row[Any]) -> Session:
     )
 
 
-def message_values(message: Message, position: int) -> dict[str, Any]:
-    return {
-        "message_id": message.message_id,
-        "session_id": message.session_id,
-        "position": position,
-        "role": Role(message.role),
-        "content": message.content,
-        "created_at": message.created_at,
-        "run_id": message.run_id,
-        "status": message.status,
-        "metadata": message.metadata,
-    }
-
-
 def message_params(message: Message, position: int) -> tuple[Any, ...]:
-    """The values of INSERT_MESSAGE (repositories.py), in its column order."""
+    """The values of appends.INSERT_MESSAGE, in its column order (driver-ready: naive UTC, JSON text)."""
     return (message.message_id, message.session_id, position, Role(message.role).value, message.content,
             utc_naive(message.created_at), message.run_id, message.status, json_text(message.metadata))
 
