@@ -88,3 +88,30 @@ async def test_an_append_cancelled_before_its_batch_is_written_leaves_no_trace()
             await cancelled
         assert kept.position == 0 and await history(repo, "s1") == [("kept", 0)]
         await repo.close()
+
+
+async def test_batches_of_several_workers_on_the_same_sessions_neither_deadlock_nor_lose_order() -> None:
+    """Four processes' stores (own pools, own batches) append at once to the same ten sessions: each batch
+    locks several sessions, in primary-key order, so none waits in a cycle; every session ends gap-free."""
+    async with fresh_database() as db:
+        repos = [MySqlSessionRepository(database_url(db)) for _ in range(4)]
+        for repo in repos:
+            await repo.start()
+        for i in range(10):
+            await repos[0].get_or_create_session(new_session(f"s{i}"))
+        sids = [f"s{i}" for i in reversed(range(10))]  # each worker meets them in another order
+
+        async def worker(w: int, repo: MySqlSessionRepository) -> list[Message]:
+            order = sids[w:] + sids[:w]
+            return await asyncio.gather(*(repo.append_message(new_message(order[n % 10], f"w{w}-{n}"))
+                                          for n in range(100)))
+
+        stored = [m for ms in await asyncio.gather(*(worker(w, r) for w, r in enumerate(repos))) for m in ms]
+        assert len({m.message_id for m in stored}) == 400
+        for i in range(10):
+            positions = [p for _, p in await history(repos[0], f"s{i}")]
+            assert positions == list(range(40))
+        assert sorted((m.session_id, m.position) for m in stored) == sorted(
+            (f"s{i}", p) for i in range(10) for p in range(40))  # each caller was told its own position
+        for repo in repos:
+            await repo.close()
