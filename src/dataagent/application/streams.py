@@ -27,10 +27,15 @@ class Subscription:
 
     `put_local` queues a frame meant for this subscriber only (a pong, an error about its own request),
     in order with the events and under the same bound.
+
+    `direct`, when its reader sets it, takes an item at once while the reader is idle with nothing queued
+    (it returns False to decline): a socket writes the frame in the publisher's own step instead of waking
+    its writer task for it. Order holds: nothing is queued before it, and the reader is not sending.
     """
 
     __slots__ = (
         "replayed", "recovered", "floor", "_queue", "_maxsize", "_state", "_on_close", "_waiter", "on_overflow",
+        "direct",
     )
 
     def __init__(
@@ -49,10 +54,13 @@ class Subscription:
         self._on_close = on_close
         self._waiter: asyncio.Future[None] | None = None
         self.on_overflow: Callable[[], None] | None = None
+        self.direct: Callable[[Item], bool] | None = None
 
     def put(self, event: Item) -> None:
         """Deliver an event (never blocks the publisher)."""
         if self._state != "open":
+            return
+        if self.direct is not None and self._waiter is not None and not self._queue and self.direct(event):
             return
         if len(self._queue) >= self._maxsize:
             self._state = "overflowed"
