@@ -1,7 +1,8 @@
 """WebSocket /ws/chat/{session_id}: streaming chat, approvals, cancel and resume (PROTOCOL.md).
 
 One reader task acts on client frames at all times; one writer task sends the session's events and this
-socket's own frames from a bounded subscription. A run belongs to the run manager, not to the socket.
+socket's own frames from a bounded subscription (an idle writer's frames are written in the publisher's step:
+`_send_now`). A run belongs to the run manager, not to the socket.
 """
 
 import asyncio
