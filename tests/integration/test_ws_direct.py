@@ -56,3 +56,18 @@ async def test_another_websocket_protocol_streams_the_same_frames_through_the_wr
     assert [f["event_type"] for f in frames].count("text") == 51 and frames[-1]["event_type"] == "done"
     assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + len(frames)))
     assert outcomes == []  # not that protocol: never attempted
+
+
+async def test_with_permessage_deflate_the_direct_frames_are_compressed_like_the_writers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = counting_direct_sends(monkeypatch)
+    async with live_server(STREAM, ws_per_message_deflate=True) as srv:
+        async with ws_connect(srv, "direct3", compression="deflate") as ws:
+            assert ws.conn.response.headers.get("Sec-WebSocket-Extensions", "").startswith("permessage-deflate")
+            await ws.recv()
+            await ws.send("chat", message="hello")
+            frames = await ws.until("done")
+    assert [f["event_type"] for f in frames].count("text") == 51 and frames[-1]["event_type"] == "done"
+    assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + len(frames)))
+    assert "hello" in "".join(f["data"]["content"] for f in frames if f["event_type"] == "text")
+    assert outcomes.count(True) >= 40
