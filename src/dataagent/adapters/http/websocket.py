@@ -283,16 +283,16 @@ class _Connection:
         frame, minus its wait for writability: False (the writer sends it) whenever that wait would be needed,
         the session's ownership is still to be checked, or anything is amiss."""
         protocol = self._protocol
-        if protocol is None or not protocol.writable.is_set() or protocol.disconnected or protocol.close_sent \
-                or not protocol.handshake_complete or protocol.initial_response is not None:
-            return False
-        if not isinstance(item, str):
-            if not self.owned:
+        try:  # never raise into the publisher (a run): on anything unexpected, the writer sends it
+            if protocol is None or not protocol.writable.is_set() or protocol.disconnected or protocol.close_sent \
+                    or not protocol.handshake_complete or protocol.initial_response is not None:
                 return False
-            item = encode(item)
-        try:
+            if not isinstance(item, str):
+                if not self.owned:
+                    return False
+                item = encode(item)
             protocol.conn.send_text(item.encode())
-        except Exception:  # noqa: BLE001 - the connection is closing: the writer finds out and ends
+        except Exception:  # noqa: BLE001 - the connection is closing (or the server changed): writer's turn
             return False
         with contextlib.suppress(Exception):  # the frame is taken: a broken socket loses it, as any send would
             protocol.transport.write(b"".join(protocol.conn.data_to_send()))
