@@ -1,8 +1,10 @@
 """CPU cost of the run pipeline without the network: engine -> run manager -> broker -> encoded frames.
 
 Runs C concurrent demo answers of T chunks (D=0) through the real core and in-memory adapters, with one
-subscriber per session that encodes every event as the WebSocket writer does, and reports CPU microseconds
-per event (process time, so it is stable on a busy machine). `--profile` prints the top cProfile entries.
+subscriber per session that encodes every event as the WebSocket does (in the publisher's step through the
+subscription's direct sink, as the fast path does; `--no-direct`: in the reader task, as the writer does),
+and reports CPU microseconds per event (process time, so it is stable on a busy machine). `--profile` prints
+the top cProfile entries.
 
     python bench/hotpath.py -c 100 -t 200 [--profile]
 """
@@ -22,13 +24,25 @@ from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.chat import ChatService
 from dataagent.application.runs import RunManager
+from dataagent.application.streams import Item
 from dataagent.domain.events import RunEvent
 
 
-async def one_user(chat: ChatService, broker: InMemoryRunBroker, i: int, questions: int) -> int:
+async def one_user(chat: ChatService, broker: InMemoryRunBroker, i: int, questions: int, direct: bool) -> int:
     sid = f"s{i}"
     sub = await broker.subscribe(sid, None, 10_000)
     events = 0
+    if direct:  # the WebSocket fast path: an idle reader's events are encoded in the publisher's step
+
+        def sink(item: Item) -> bool:
+            nonlocal events
+            if not isinstance(item, RunEvent) or item.event_type == "done":
+                return False  # through the queue: `done` wakes the reader below
+            encode(item)
+            events += 1
+            return True
+
+        sub.direct = sink
     for q in range(questions):
         await chat.start("bench", f"question {q}", sid)
         while True:
@@ -45,12 +59,12 @@ async def one_user(chat: ChatService, broker: InMemoryRunBroker, i: int, questio
     return events
 
 
-async def run(users: int, tokens: int, questions: int) -> int:
+async def run(users: int, tokens: int, questions: int, direct: bool = True) -> int:
     repo, broker = InMemorySessionRepository(), InMemoryRunBroker()
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, DemoEngine(chunks=tokens, delay_ms=0), clock, ids)
     chat = ChatService(repo, broker, runs, clock, ids)
-    counts = await asyncio.gather(*(one_user(chat, broker, i, questions) for i in range(users)))
+    counts = await asyncio.gather(*(one_user(chat, broker, i, questions, direct) for i in range(users)))
     return sum(counts)
 
 
@@ -60,13 +74,14 @@ def main() -> None:
     p.add_argument("-t", "--tokens", type=int, default=200)
     p.add_argument("-q", "--questions", type=int, default=3)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--no-direct", action="store_true", help="every event through the reader task (no fast path)")
     args = p.parse_args()
     asyncio.run(run(5, args.tokens, 1))  # warm-up
     profiler = cProfile.Profile() if args.profile else None
     started = time.process_time()
     if profiler:
         profiler.enable()
-    events = asyncio.run(run(args.users, args.tokens, args.questions))
+    events = asyncio.run(run(args.users, args.tokens, args.questions, not args.no_direct))
     if profiler:
         profiler.disable()
     cpu = time.process_time() - started
