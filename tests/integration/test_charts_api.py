@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.test_mysql_server import mysql_settings
+from tests.mysqldb import fresh_database
 from tests.support import live_server, ws_connect
 
 pytestmark = pytest.mark.integration
@@ -78,3 +80,16 @@ async def test_a_table_of_plain_rows_gets_no_chart() -> None:
 
         assert "chart" not in result["data"] and result["data"]["table"]["row_count"] == 5
         assert "chart" not in (await stored_tool_message(c, "c4"))["metadata"]
+
+
+@pytest.mark.mysql
+async def test_on_the_mysql_store_the_chart_survives_a_restart() -> None:
+    async with fresh_database() as database:
+        settings = mysql_settings(database)
+        async with live_server(settings) as srv, srv.client() as c:
+            result = await ask_and_approve(c, BY_COUNTRY, "c5")
+        async with live_server(settings) as srv, srv.client() as c:
+            stored = await stored_tool_message(c, "c5")
+
+        assert_country_bars(stored["metadata"])
+        assert stored["metadata"]["chart"] == result["data"]["chart"]
