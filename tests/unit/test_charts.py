@@ -95,6 +95,12 @@ def test_field_ref_escapes_backslashes_too() -> None:
     assert field_ref("a\\b.c") == "a\\\\b\\.c"
 
 
+def test_integers_of_any_size_are_numbers() -> None:
+    spec = chart_for(table(["k", "n"], [["a", 10**400], ["b", -(10**30)]]))
+
+    assert spec is not None and spec["encoding"]["y"]["type"] == "quantitative"
+
+
 def test_unicode_column_names_and_values_are_charted() -> None:
     spec = chart_for(table(["国家", "订单数"], [["中国", 5], ["日本", 3]]))
 

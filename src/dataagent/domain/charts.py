@@ -164,7 +164,9 @@ def _fresh_names(columns: list[str]) -> tuple[str, str]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _is_iso_time(text: str) -> bool:
