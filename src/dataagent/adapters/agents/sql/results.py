@@ -14,12 +14,16 @@ _NOTE_RESERVE = 90  # room kept for the truncation note
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """At most `max_rows` rows of a result; `row_count` is len(rows), `truncated` says more rows existed."""
+    """At most `max_rows` rows of a result; `row_count` is len(rows), `truncated` says more rows existed.
+
+    `cut_by_size` says the result was cut by bytes (rows dropped and/or long values cut, see fetch.py).
+    """
 
     columns: list[str]
     rows: list[list[Any]]
     row_count: int
     truncated: bool
+    cut_by_size: bool = False
 
     def table(self) -> dict[str, Any]:
         """The result as a JSON-safe table (the `table` of a tool result)."""
@@ -39,6 +43,9 @@ class QueryResult:
         footer = f"({self.row_count} row{'' if self.row_count == 1 else 's'})"
         if self.truncated:
             footer = f"(truncated: only the first {self.row_count} rows are shown)"
+        if self.cut_by_size:
+            footer = (f"(truncated: the result was cut by size; {self.row_count} rows are shown and long values "
+                      "end with …)")
         text = "\n".join([*lines, footer])
         if len(text) <= max_chars:
             return text
