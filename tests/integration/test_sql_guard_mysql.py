@@ -137,6 +137,27 @@ async def test_the_data_connection_has_no_multi_statements(data: WritableData) -
     assert await value_of_v(data) == 10
 
 
+async def test_the_analysis_reads_quotes_in_the_servers_sql_mode(fake_openai: FakeOpenAI, data: WritableData) -> None:
+    fake_openai.add_tool_calls([("call_path", "run_sql", {"sql": "SELECT 'c:\\' AS path, v FROM t"})])
+    fake_openai.add_text("A path.")
+    async with live_server(settings_for(fake_openai, data.url(NO_BACKSLASH))) as srv, srv.client() as client:
+        events = await ask(client, "path")  # a read in NO_BACKSLASH_ESCAPES (unterminated in the default mode)
+    assert of(events, "tool_call")[0]["tool_args"]["read_only"] is True and of(events, "hitl") == []
+    assert of(events, "tool_result")[0]["data"]["table"]["rows"] == [["c:\\", 10]]
+
+
+async def test_an_edit_into_a_refused_statement_is_refused(fake_openai: FakeOpenAI, data: WritableData) -> None:
+    fake_openai.add_tool_calls([("call_e", "run_sql", {"sql": "SELECT v FROM t"})])
+    fake_openai.add_text("Fine.")
+    async with live_server(settings_for(fake_openai, data.url(), hitl_policy="always")) as srv, srv.client() as client:
+        asked = await ask(client, "v?")
+        [interrupt] = [e["data"]["interrupt_id"] for e in asked if e["event_type"] == "hitl"]
+        edit = {"type": "edit", "args": {"sql": "SELECT 1 /*!, (SELECT GROUP_CONCAT(User) FROM mysql.user) */"}}
+        r = await client.post("/api/v1/chat/guard/hitl", json={"interrupt_id": interrupt, "decisions": [edit]})
+    [result] = of(r.json()["events"], "tool_result")
+    assert result["status"] == "error" and "\n\nRefused: executable comments" in result["result"]
+
+
 @pytest.mark.parametrize("sql", [
     "SET SESSION TRANSACTION READ WRITE", "START TRANSACTION", "SAVEPOINT s1", "XA START 'x'",
     "SET @@session.sql_mode = ''",
