@@ -59,6 +59,7 @@ _EXPLAIN_OPTION = re.compile(
     re.IGNORECASE,
 )
 _FILE_TARGETS = frozenset({"OUTFILE", "DUMPFILE"})
+_FILE_REASON = "it writes to a file (INTO OUTFILE/DUMPFILE)"
 _TYPE_NAMES: dict[type[exp.Expr], str] = {
     exp.Query: "SELECT", exp.Values: "SELECT", exp.Insert: "INSERT", exp.Update: "UPDATE",
     exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Create: "CREATE", exp.Drop: "DROP", exp.Alter: "ALTER",
@@ -100,25 +101,26 @@ def analyze_sql(sql: str, dialect: DialectLike = None) -> SqlAnalysis:
 
     For MySQL pass the dialect of the server's quoting mode (`dialects.quoting_dialect`).
     """
-    analysis = _classify(sql, dialect)
     tokens = _tokens(sql, dialect)
-    statements = _statements(sql, dialect) if tokens is not None and analysis.error is None else []
-    if refusal := refusal_reason(sql, tokens, statements):
+    try:
+        statements = _statements(sql, dialect)
+    except SqlglotError as exc:
+        analysis = _unparsable(sql, tokens, exc)
+    else:
+        analysis = _classify(sql, dialect, tokens or [], statements)
+    if refusal := refusal_reason(sql, tokens, statements if analysis.error is None else []):
         return SqlAnalysis(sql, analysis.statement_type, False, analysis.tables, analysis.statement_count,
                            analysis.error, refusal, refusal)
     return analysis
 
 
-def _classify(sql: str, dialect: DialectLike) -> SqlAnalysis:
-    file_reason = None
-    try:
-        if _writes_to_file(sql, dialect):
-            file_reason = "it writes to a file (INTO OUTFILE/DUMPFILE)"
-        statements = _statements(sql, dialect)
-    except SqlglotError as exc:
-        message = _parse_error_text(exc)
-        reason = file_reason or f"the SQL could not be parsed: {message}"
-        return SqlAnalysis(sql, "UNKNOWN", False, (), 0, message, reason)
+def _unparsable(sql: str, tokens: list[Token] | None, exc: SqlglotError) -> SqlAnalysis:
+    message = _parse_error_text(exc)
+    reason = _FILE_REASON if tokens and _writes_to_file(tokens) else f"the SQL could not be parsed: {message}"
+    return SqlAnalysis(sql, "UNKNOWN", False, (), 0, message, reason)
+
+
+def _classify(sql: str, dialect: DialectLike, tokens: list[Token], statements: list[exp.Expr]) -> SqlAnalysis:
     if not statements:
         return SqlAnalysis(sql, "UNKNOWN", False, (), 0, "no SQL statement", "there is no SQL statement")
     tables = tuple(sorted({name for statement in statements for name in _tables(statement)}))
@@ -129,7 +131,7 @@ def _classify(sql: str, dialect: DialectLike) -> SqlAnalysis:
     kind = _statement_type(statement, sql, dialect)
     if isinstance(statement, exp.Command) and kind in _EXPLAIN_COMMANDS:
         return _analyze_explain(sql, statement, dialect)
-    why = file_reason or _write_reason(statement, kind)
+    why = _FILE_REASON if _writes_to_file(tokens) else _write_reason(statement, kind)
     return SqlAnalysis(sql, kind, why is None, tables, 1, None, why)
 
 
@@ -223,9 +225,8 @@ def _tokens(sql: str, dialect: DialectLike) -> list[Token] | None:
         return None
 
 
-def _writes_to_file(sql: str, dialect: DialectLike) -> bool:
+def _writes_to_file(tokens: list[Token]) -> bool:
     """Whether the tokens (strings and comments excluded) hold INTO OUTFILE or INTO DUMPFILE."""
-    tokens = Dialect.get_or_raise(dialect).tokenize(sql)
     return any(
         prev.token_type is sqlglot.TokenType.INTO and tok.text.upper() in _FILE_TARGETS
         for prev, tok in zip(tokens, tokens[1:], strict=False)

@@ -2,7 +2,7 @@
 
 - MySQL/MariaDB and PostgreSQL use NullPool: every query gets a fresh connection, closed afterwards, so locks
   (GET_LOCK, advisory locks), user and session variables, temporary tables and prepared statements never
-  reach the next query (about +0.9 ms per query on a local MariaDB). A SQLite file is opened per query too.
+  reach the next query (about +1 to 1.5 ms per query on a local MariaDB). A SQLite file is opened per query too.
 - asyncmy always asks the server for CLIENT_MULTI_STATEMENTS; the data engine connects without it, so the
   server itself refuses `SELECT 1; UPDATE ...`. (SQLite's driver runs one statement per call; SQLAlchemy's
   asyncpg dialect prepares each statement, and a prepared statement is a single one.)
