@@ -8,12 +8,15 @@
 - any reference to the system schemas `mysql`, `performance_schema`, `sys`, and to information_schema's account
   and session tables (`ACCOUNT_TABLES`), quoted or not, in any case.
 
-The checks read sqlglot's tokens in the server's quoting mode (strings are never looked into); when the text
-cannot be tokenized, a raw `/*!` or `/*M!` anywhere is refused (a false positive inside a string literal).
+The checks read sqlglot's tokens in the server's quoting mode (strings are never looked into). A `/*!` or
+`/*M!` is refused wherever it is not inside a string literal or a quoted name, so also inside an ordinary
+comment (a harmless false positive); when the text cannot be tokenized at all, anywhere.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Iterator, Sequence
 
 from sqlglot import Token, TokenType, exp
@@ -36,7 +39,7 @@ REVEALING_SHOW_WORDS: frozenset[str] = frozenset({
 TRANSACTION_WORDS: frozenset[str] = frozenset({
     "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "XA", "END", "ABORT",
 })
-_EXECUTABLE_MARKS = ("/*!", "/*M!")
+_EXECUTABLE_MARK = re.compile(r"/\*M?!", re.IGNORECASE)
 _TRANSACTION_NODES: tuple[type[exp.Expr], ...] = (exp.Transaction, exp.Commit, exp.Rollback)
 _NOT_NAMES = frozenset({TokenType.STRING, TokenType.NATIONAL_STRING, TokenType.HEX_STRING, TokenType.BIT_STRING})
 
@@ -48,10 +51,10 @@ EXECUTABLE_COMMENT = (
 
 def refusal_reason(sql: str, tokens: Sequence[Token] | None, statements: Sequence[exp.Expr]) -> str | None:
     """Why `sql` is refused outright, or None. `tokens` is None when the text could not be tokenized."""
-    if tokens is None:
-        return EXECUTABLE_COMMENT if any(mark in sql.upper() for mark in _EXECUTABLE_MARKS) else None
-    if _executable_comment(tokens):
+    if _executable_comment(sql, tokens):
         return EXECUTABLE_COMMENT
+    if tokens is None:
+        return None
     for words in _split(tokens):
         for check in (_transaction_or_set, _revealing_show, _system_object):
             if reason := check(words):
@@ -59,8 +62,14 @@ def refusal_reason(sql: str, tokens: Sequence[Token] | None, statements: Sequenc
     return _in_tree(statements)
 
 
-def _executable_comment(tokens: Sequence[Token]) -> bool:
-    return any(comment.startswith(("!", "M!", "m!")) for token in tokens for comment in token.comments)
+def _executable_comment(sql: str, tokens: Sequence[Token] | None) -> bool:
+    """A `/*!` or `/*M!` outside every token (strings and quoted names are tokens; comments are not)."""
+    starts = [token.start for token in tokens or ()]
+    for mark in _EXECUTABLE_MARK.finditer(sql):
+        at = bisect.bisect_right(starts, mark.start()) - 1
+        if tokens is None or at < 0 or tokens[at].end < mark.start():
+            return True
+    return False
 
 
 def _transaction_or_set(tokens: Sequence[Token]) -> str | None:
