@@ -21,8 +21,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlglot import TokenType
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import TokenError
 
-from dataagent.adapters.agents.sql import SqlDatabase, SqlExecutionError
+from dataagent.adapters.agents.sql import SqlDatabase, SqlExecutionError, analyze_sql
+from dataagent.adapters.agents.sql.dialects import quoting_dialect
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
 from tests.mysqldb import admin_query, fresh_database, require_mysql
 from tests.support import live_server, make_settings, rss_mb
@@ -298,3 +304,32 @@ async def test_an_early_stop_neither_reads_nor_holds_the_rest(fake_openai: FakeO
                                                                  "WHERE INFO NOT LIKE '%%PROCESSLIST%%'")):
         assert time.monotonic() < deadline, "the abandoned query still runs on the server"
         await asyncio.sleep(0.05)
+
+
+# ------------------------------------------------- the analysis and the server read quotes alike
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.text(alphabet="ab'\\\";-/*!#\n ", max_size=12), no_backslash=st.booleans())
+def test_property_what_the_analysis_reads_as_one_string_the_server_runs_as_one_string(
+    content: str, no_backslash: bool
+) -> None:
+    sql = f"SELECT '{content}' AS s"
+    mode = "NO_BACKSLASH_ESCAPES" if no_backslash else "STRICT_TRANS_TABLES"
+    try:
+        tokens = Dialect.get_or_raise(quoting_dialect("mysql", mode)).tokenize(sql)
+    except TokenError:
+        return
+    if [t.token_type for t in tokens] != [TokenType.SELECT, TokenType.STRING, TokenType.ALIAS, TokenType.VAR]:
+        return
+    assert analyze_sql(sql, quoting_dialect("mysql", mode)).read_only
+
+    async def columns() -> list[str]:
+        query = "?init_command=" + quote(f"SET SESSION sql_mode='{mode}'")
+        db = SqlDatabase(f"mysql+asyncmy://root@127.0.0.1:3306/{query}", read_only=False)
+        try:
+            return (await db._execute(sql)).columns  # the server's reading, without the parser
+        finally:
+            await db.close()
+
+    assert asyncio.run(columns()) == ["s"]

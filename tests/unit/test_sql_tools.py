@@ -299,6 +299,17 @@ def test_property_an_executable_comment_inside_a_string_literal_is_text(mark: st
     assert analysis.read_only and analysis.refusal is None
 
 
+@settings(max_examples=150, deadline=None)
+@given(content=st.text(alphabet="ab'\\\";-/*!M#\n COMIT", max_size=40), no_backslash=st.booleans())
+def test_property_a_literal_escaped_for_the_servers_mode_hides_nothing(content: str, no_backslash: bool) -> None:
+    if no_backslash:
+        escaped, mode = content.replace("'", "''"), "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"
+    else:
+        escaped, mode = content.replace("\\", "\\\\").replace("'", "\\'"), "STRICT_TRANS_TABLES"
+    analysis = analyze_sql(f"SELECT '{escaped}' AS s", quoting_dialect("mysql", mode))
+    assert analysis.read_only and analysis.refusal is None and analysis.statement_count == 1, analysis
+
+
 def test_the_repro_is_one_string_in_the_default_mode_and_refused_in_no_backslash_escapes() -> None:
     assert analyze_sql(REPRO, "mysql").read_only  # why the server's real mode matters
     mode = quoting_dialect("mysql", "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES")
