@@ -28,6 +28,7 @@ from dataagent.adapters.agents.sql import (
     sqlite_url,
 )
 from dataagent.adapters.agents.sql import database as database_module
+from dataagent.adapters.agents.sql.dialects import DialectLike, MySQLNoBackslashEscapes, quoting_dialect
 
 SLOW_QUERY = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) "
@@ -233,6 +234,165 @@ def test_property_inserts_updates_deletes_are_not_read_only(sql: str, dialect: s
     analysis = analyze_sql(sql, dialect)
     assert not analysis.read_only
     assert analysis.statement_type in ("INSERT", "UPDATE", "DELETE")
+
+
+# --- the guard: refused outright, in every dialect and mode (issue 17, items 2, 3 and 10) ------------
+
+DIALECTS = ["mysql", "sqlite", "postgres"]
+REPRO = "SELECT 'a\\'; COMMIT; SET SESSION TRANSACTION READ WRITE; UPDATE t SET v=v+1; COMMIT; -- '"
+
+
+def _refused(sql: str, dialect: DialectLike) -> str:
+    analysis = analyze_sql(sql, dialect)
+    assert analysis.refusal is not None, (sql, analysis)
+    assert not analysis.read_only and analysis.reason == analysis.refusal
+    return analysis.refusal
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 /*!, SLEEP(3) */",
+        "SELECT 1 /*!50001 , SLEEP(3) */",
+        "SELECT 1 /*M!100000 , SLEEP(3) */",
+        "SELECT id FROM orders /*! INTO OUTFILE '/tmp/x' */",
+        "SELECT /*!, LOAD_FILE('/etc/passwd') */ 1",
+        "SELECT 1 /*!",  # unterminated: cannot be tokenized, refused on the raw text
+        "/*! SELECT SLEEP(3) */",  # a comment alone: sqlglot keeps no token to attach it to
+        "SELECT 1; /*! SELECT SLEEP(3) */",
+        "SELECT 1/*!,SLEEP(3)*/",
+        "SELECT 1 -- /*! in a line comment: harmless, refused all the same\n",
+    ],
+)
+def test_executable_comments_are_refused(sql: str, dialect: str) -> None:
+    assert "executable comments" in _refused(sql, dialect)
+
+
+def test_optimizer_hints_and_ordinary_comments_stay_allowed() -> None:
+    for sql in ("SELECT /*+ MAX_EXECUTION_TIME(1000) */ id FROM orders", "SELECT 1 /* ! not executable */",
+                "SELECT '/*! only text */' AS s", "SELECT 1 AS `/*!name*/`", "SELECT N'/*M!x', _utf8mb4'/*!'"):
+        analysis = analyze_sql(sql, "mysql")
+        assert analysis.read_only and analysis.refusal is None, sql
+
+
+_MARKS = st.sampled_from(["/*!", "/*M!", "/*!50001", "/*!99999 ", "/*M!100201"])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sql=_selects(), mark=_MARKS, body=st.sampled_from([", SLEEP(3)", " , get_lock('x', 0)", ""]),
+       cut=st.integers(0, 10_000), dialect=st.sampled_from(DIALECTS), upper=st.booleans())
+def test_property_an_executable_comment_anywhere_between_tokens_is_refused(
+    sql: str, mark: str, body: str, cut: int, dialect: str, upper: bool
+) -> None:
+    spaces = [i for i, char in enumerate(sql) if char == " " and sql[:i].count("'") % 2 == 0] + [len(sql)]
+    at = spaces[cut % len(spaces)]
+    comment = f"{mark}{body} */"
+    text = f"{sql[:at]} {comment.upper() if upper else comment} {sql[at:]}"
+    assert "executable comments" in _refused(text, dialect)
+
+
+@settings(max_examples=80, deadline=None)
+@given(mark=_MARKS, quote=st.sampled_from(["'", '"']), before=st.text("ab _", max_size=5))
+def test_property_an_executable_comment_inside_a_string_literal_is_text(mark: str, quote: str, before: str) -> None:
+    analysis = analyze_sql(f"SELECT {quote}{before}{mark} x */{quote} AS s", "mysql")
+    assert analysis.read_only and analysis.refusal is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=st.text(alphabet="ab'\\\";-/*!M#\n COMIT", max_size=40), no_backslash=st.booleans())
+def test_property_a_literal_escaped_for_the_servers_mode_hides_nothing(content: str, no_backslash: bool) -> None:
+    if no_backslash:
+        escaped, mode = content.replace("'", "''"), "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"
+    else:
+        escaped, mode = content.replace("\\", "\\\\").replace("'", "\\'"), "STRICT_TRANS_TABLES"
+    analysis = analyze_sql(f"SELECT '{escaped}' AS s", quoting_dialect("mysql", mode))
+    assert analysis.read_only and analysis.refusal is None and analysis.statement_count == 1, analysis
+
+
+def test_the_repro_is_one_string_in_the_default_mode_and_refused_in_no_backslash_escapes() -> None:
+    assert analyze_sql(REPRO, "mysql").read_only  # why the server's real mode matters
+    mode = quoting_dialect("mysql", "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES")
+    assert "transaction control (COMMIT)" in _refused(REPRO, mode)
+
+
+def test_quoting_follows_the_servers_sql_mode() -> None:
+    assert quoting_dialect("mysql", None) == "mysql"
+    assert quoting_dialect("mysql", "STRICT_TRANS_TABLES") == "mysql"
+    assert quoting_dialect("mysql", "no_backslash_escapes") is MySQLNoBackslashEscapes
+    assert quoting_dialect("sqlite", "NO_BACKSLASH_ESCAPES") == "sqlite"
+    ansi = quoting_dialect("mysql", "REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI")
+    assert analyze_sql('SELECT "id" FROM orders', ansi).tables == ("orders",)
+    hidden = 'SELECT "a\\"; COMMIT; -- " AS s'  # an identifier `a\` under ANSI_QUOTES, a string otherwise
+    assert analyze_sql(hidden, "mysql").read_only
+    assert "COMMIT" in _refused(hidden, ansi)
+    assert analyze_sql("SELECT 'it''s', 'c:\\dir\\'", quoting_dialect("mysql", "NO_BACKSLASH_ESCAPES")).read_only
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "SAVEPOINT s1", "RELEASE SAVEPOINT s1",
+        "ROLLBACK TO SAVEPOINT s1", "XA START 'x'", "XA COMMIT 'x'", "END", "ABORT",
+        "SET SESSION TRANSACTION READ WRITE", "SET autocommit = 1", "SET @a = 1", "set names utf8",
+        "SET STATEMENT max_statement_time = 1 FOR SELECT 1", "SELECT 1; COMMIT", "SELECT 1; set x = 1",
+    ],
+)
+def test_transaction_control_and_set_are_refused(sql: str, dialect: str) -> None:
+    reason = _refused(sql, dialect)
+    assert "transaction control" in reason or "SET statements" in reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SHOW GRANTS", "show grants for current_user()", "SHOW CREATE USER root", "SHOW PROCESSLIST",
+        "SHOW FULL PROCESSLIST", "SHOW PRIVILEGES", "SHOW ENGINE INNODB STATUS", "SHOW SLAVE STATUS",
+        "SHOW REPLICA STATUS", "SHOW MASTER STATUS", "SHOW BINARY LOGS", "SHOW BINLOG EVENTS",
+        "SHOW RELAYLOG EVENTS", "SHOW USER_STATISTICS", "SHOW CLIENT_STATISTICS", "SHOW EXPLAIN FOR 5",
+        "SHOW ANALYZE FOR 5", "EXPLAIN FOR CONNECTION 5", "SELECT * FROM mysql.user",
+        "SELECT User, Password FROM `mysql`.`user`", "SELECT * FROM MySQL.User", "SELECT * FROM sys.session",
+        "SELECT * FROM performance_schema.threads", "SELECT * FROM `Performance_Schema`.accounts",
+        "SELECT * FROM information_schema.USER_PRIVILEGES", "SELECT * FROM INFORMATION_SCHEMA.`processlist`",
+        "SELECT * FROM information_schema.schema_privileges", "SELECT * FROM information_schema.TABLE_PRIVILEGES",
+        "SELECT * FROM information_schema.column_privileges", "SELECT * FROM information_schema.APPLICABLE_ROLES",
+        "SELECT * FROM information_schema.enabled_roles", "SHOW TABLES FROM mysql", "SHOW COLUMNS FROM user IN mysql",
+        "DESCRIBE mysql.user", "SHOW CREATE TABLE mysql.user", "SELECT id FROM orders WHERE id IN "
+        "(SELECT 1 FROM mysql.db)", "WITH u AS (SELECT * FROM mysql.global_priv) SELECT * FROM u",
+        "EXPLAIN SELECT * FROM mysql.user",
+    ],
+)
+def test_account_revealing_statements_are_refused(sql: str) -> None:
+    assert "not allowed" in _refused(sql, "mysql")
+
+
+def test_ordinary_show_and_information_schema_stay_allowed() -> None:
+    for sql in ("SHOW TABLES", "SHOW COLUMNS FROM orders", "SHOW STATUS", "SHOW VARIABLES LIKE 'version'",
+                "SHOW CREATE TABLE orders", "SELECT TABLE_NAME FROM information_schema.TABLES",
+                "SELECT * FROM information_schema.COLUMNS WHERE TABLE_NAME = 'mysql'", "SELECT * FROM sys"):
+        analysis = analyze_sql(sql, "mysql")
+        assert analysis.refusal is None and analysis.read_only, sql
+
+
+_SCHEMA_NAMES = st.sampled_from(["mysql", "performance_schema", "sys"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(schema=_SCHEMA_NAMES, table=st.sampled_from(["user", "db", "threads", "x"]), flips=st.integers(0, 2**20),
+       quoted=st.booleans(), dialect=st.sampled_from(DIALECTS))
+def test_property_system_schemas_are_refused_in_any_case_and_quoting(
+    schema: str, table: str, flips: int, quoted: bool, dialect: str
+) -> None:
+    cased = "".join(c.upper() if flips >> i & 1 else c for i, c in enumerate(schema))
+    quote = {"mysql": "`"}.get(dialect, '"') if quoted else ""
+    sql = f"SELECT * FROM {quote}{cased}{quote}.{quote}{table}{quote}"
+    assert "system schema" in _refused(sql, dialect)
+
+
+def test_a_user_variable_assignment_is_not_read_only() -> None:
+    analysis = analyze_sql("SELECT @n := count(*) FROM orders", "mysql")
+    assert not analysis.read_only and "user variable" in (analysis.reason or "")
 
 
 # --- approval policy --------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ def demo_database_path() -> str:
 
 def build_data_source(settings: Settings) -> SqlDatabase:
     """DATAAGENT_DATA_URL (read-only unless DATAAGENT_SQL_READ_ONLY=false), else the demo database (read-only)."""
-    limits: dict[str, Any] = {"max_rows": settings.sql_max_rows, "timeout_s": settings.sql_timeout}
+    limits: dict[str, Any] = {
+        "max_rows": settings.sql_max_rows, "timeout_s": settings.sql_timeout,
+        "max_result_bytes": settings.sql_max_result_bytes, "max_cell_bytes": settings.sql_max_cell_bytes,
+    }
     if settings.data_url is None:
         path = demo_database_path()
         build_demo_database(path)

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     demo_chunk_delay_ms: float = Field(25, ge=0)
     sql_max_rows: int = Field(200, ge=1, le=100_000)
     sql_timeout: float = Field(30, gt=0)
+    sql_max_result_bytes: int = Field(1024 * 1024, ge=1024)
+    sql_max_cell_bytes: int = Field(64 * 1024, ge=16)
     sql_read_only: bool = True
     data_url: SecretStr | None = None
 

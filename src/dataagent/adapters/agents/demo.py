@@ -78,7 +78,7 @@ class DemoEngine:
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
         assert self._step is not None
         call_id = "call_" + uuid.uuid4().hex[:24]
-        analysis = self._step.analyse(sql)
+        analysis = await self._step.analyse(sql)
         yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())
         outcome = await self._step.run(ctx, analysis)
         yield outcome.tool_completed(call_id)

@@ -1,7 +1,7 @@
 """The `run_sql` step every engine shares: analyse, screen, ask for approval by policy, apply an edit, run.
 
     step = SqlStep(database, policy="always")
-    analysis = step.analyse(sql)
+    analysis = await step.analyse(sql)
     yield ToolCallRequested(call_id, "run_sql", analysis.as_args())
     outcome = await step.run(ctx, analysis)
     yield outcome.tool_completed(call_id)
@@ -17,7 +17,6 @@ from dataagent.adapters.agents.sql import (
     SqlAnalysis,
     SqlDatabase,
     SqlToolError,
-    analyze_sql,
     needs_approval,
 )
 from dataagent.application.ports import RunContext
@@ -51,8 +50,10 @@ class SqlOutcome:
 class SqlStep:
     """Runs one statement on `database` with the approval DATAAGENT_HITL_POLICY asks for.
 
-    With `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
-    before it reaches approval; without it the approval is asked and the database refuses it (the demo
+    What the guard refuses outright (executable comments, transaction control, SET, account-revealing SHOW
+    forms and system schemas; see sql/guard.py) never reaches approval, whatever the settings. With
+    `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
+    before it reaches approval too; without it the approval is asked and the database refuses it (the demo
     engine shows the whole approval flow that way). An edit is re-analysed and re-screened.
     """
 
@@ -65,8 +66,9 @@ class SqlStep:
         self._place = place
         self._screen = screen_writes
 
-    def analyse(self, sql: str) -> SqlAnalysis:
-        return analyze_sql(sql, self.database.dialect)
+    async def analyse(self, sql: str) -> SqlAnalysis:
+        """The analysis in the server's quoting mode (MySQL: its sql_mode)."""
+        return await self.database.analyse(sql)
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
@@ -82,16 +84,18 @@ class SqlStep:
                 return SqlOutcome("rejected", f"The user rejected this statement: {reason}", analysis.sql, reason)
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
-                analysis, edited = self.analyse(sql), True
+                analysis, edited = await self.analyse(sql), True
                 if refusal := self._refusal(analysis, edited=True):
                     return refusal
         try:
-            result = await self.database.run_query(analysis.sql)
+            result = await self.database.run_query(analysis.sql, approved=analysis)
         except SqlToolError as exc:
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
         return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
 
     def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
+        if analysis.refusal is not None:
+            return SqlOutcome("refused", f"Refused: {analysis.refusal}.", analysis.sql, analysis.refusal, edited=edited)
         if not (self._screen and self.database.read_only) or analysis.read_only:
             return None
         reason = f"Refused: only read-only queries are allowed ({analysis.reason})."

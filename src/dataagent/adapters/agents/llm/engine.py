@@ -75,7 +75,7 @@ class OpenAiEngine:
             _unique_ids(turn, seen_ids)
             messages.append(turn.assistant_message())
             for draft in turn.calls:
-                call = self._tools.prepare(draft)
+                call = await self._tools.prepare(draft)
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call, latest)
                 latest = outcome.table if outcome.table is not None else latest

@@ -45,7 +45,7 @@ class DataTools:
         self._step = step
         self._db = step.database
 
-    def prepare(self, draft: ToolCallDraft) -> PreparedCall:
+    async def prepare(self, draft: ToolCallDraft) -> PreparedCall:
         try:
             args = json.loads(draft.arguments) if draft.arguments.strip() else {}
         except ValueError as exc:
@@ -63,7 +63,7 @@ class DataTools:
             prepared = self._prepared_with_text(draft.id, draft.name, args, "sql")
             if prepared.problem:
                 return prepared
-            analysis = self._step.analyse(args["sql"])
+            analysis = await self._step.analyse(args["sql"])
             return PreparedCall(draft.id, draft.name, analysis.as_args(), analysis=analysis)
         return PreparedCall(draft.id, draft.name, args, f"There is no tool {draft.name!r}; the tools are {_KNOWN}.")
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import SqlglotError
+from sqlglot.errors import SqlglotError, TokenError
+
+from dataagent.adapters.agents.sql.dialects import DialectLike
+from dataagent.adapters.agents.sql.guard import refusal_reason
 
 # Functions with side effects, or that reach files, locks, other servers or other sessions.
 SIDE_EFFECT_FUNCTIONS: frozenset[str] = frozenset(
@@ -56,6 +59,7 @@ _EXPLAIN_OPTION = re.compile(
     re.IGNORECASE,
 )
 _FILE_TARGETS = frozenset({"OUTFILE", "DUMPFILE"})
+_FILE_REASON = "it writes to a file (INTO OUTFILE/DUMPFILE)"
 _TYPE_NAMES: dict[type[exp.Expr], str] = {
     exp.Query: "SELECT", exp.Values: "SELECT", exp.Insert: "INSERT", exp.Update: "UPDATE",
     exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Create: "CREATE", exp.Drop: "DROP", exp.Alter: "ALTER",
@@ -68,7 +72,10 @@ _TYPE_NAMES: dict[type[exp.Expr], str] = {
 
 @dataclass(frozen=True, slots=True)
 class SqlAnalysis:
-    """What a SQL text does. `reason` says why it is not read-only (None when it is)."""
+    """What a SQL text does. `reason` says why it is not read-only (None when it is).
+
+    `refusal` (then also `reason`) says why it is refused outright, whatever the settings (see guard.py).
+    """
 
     sql: str
     statement_type: str
@@ -77,6 +84,7 @@ class SqlAnalysis:
     statement_count: int
     error: str | None = None
     reason: str | None = None
+    refusal: str | None = None
 
     def as_args(self) -> dict[str, Any]:
         """The keys that go into an approval action's args."""
@@ -88,17 +96,31 @@ class SqlAnalysis:
         }
 
 
-def analyze_sql(sql: str, dialect: str | None = None) -> SqlAnalysis:
-    """Parse `sql` with sqlglot (in `dialect`, e.g. "sqlite", "mysql", "postgres") and classify it."""
-    file_reason = None
+def analyze_sql(sql: str, dialect: DialectLike = None) -> SqlAnalysis:
+    """Parse `sql` with sqlglot (in `dialect`, e.g. "sqlite", "mysql", "postgres") and classify it.
+
+    For MySQL pass the dialect of the server's quoting mode (`dialects.quoting_dialect`).
+    """
+    tokens = _tokens(sql, dialect)
     try:
-        if _writes_to_file(sql, dialect):
-            file_reason = "it writes to a file (INTO OUTFILE/DUMPFILE)"
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        statements = _statements(sql, dialect)
     except SqlglotError as exc:
-        message = _parse_error_text(exc)
-        reason = file_reason or f"the SQL could not be parsed: {message}"
-        return SqlAnalysis(sql, "UNKNOWN", False, (), 0, message, reason)
+        analysis = _unparsable(sql, tokens, exc)
+    else:
+        analysis = _classify(sql, dialect, tokens or [], statements)
+    if refusal := refusal_reason(sql, tokens, statements if analysis.error is None else []):
+        return SqlAnalysis(sql, analysis.statement_type, False, analysis.tables, analysis.statement_count,
+                           analysis.error, refusal, refusal)
+    return analysis
+
+
+def _unparsable(sql: str, tokens: list[Token] | None, exc: SqlglotError) -> SqlAnalysis:
+    message = _parse_error_text(exc)
+    reason = _FILE_REASON if tokens and _writes_to_file(tokens) else f"the SQL could not be parsed: {message}"
+    return SqlAnalysis(sql, "UNKNOWN", False, (), 0, message, reason)
+
+
+def _classify(sql: str, dialect: DialectLike, tokens: list[Token], statements: list[exp.Expr]) -> SqlAnalysis:
     if not statements:
         return SqlAnalysis(sql, "UNKNOWN", False, (), 0, "no SQL statement", "there is no SQL statement")
     tables = tuple(sorted({name for statement in statements for name in _tables(statement)}))
@@ -109,7 +131,7 @@ def analyze_sql(sql: str, dialect: str | None = None) -> SqlAnalysis:
     kind = _statement_type(statement, sql, dialect)
     if isinstance(statement, exp.Command) and kind in _EXPLAIN_COMMANDS:
         return _analyze_explain(sql, statement, dialect)
-    why = file_reason or _write_reason(statement, kind)
+    why = _FILE_REASON if _writes_to_file(tokens) else _write_reason(statement, kind)
     return SqlAnalysis(sql, kind, why is None, tables, 1, None, why)
 
 
@@ -125,7 +147,7 @@ def needs_approval(analysis: SqlAnalysis, policy: str) -> bool:
     raise ValueError(f"unknown HITL policy {policy!r}; expected always, writes or never")
 
 
-def _analyze_explain(sql: str, statement: exp.Command, dialect: str | None) -> SqlAnalysis:
+def _analyze_explain(sql: str, statement: exp.Command, dialect: DialectLike) -> SqlAnalysis:
     """EXPLAIN/DESCRIBE that sqlglot kept as a command: analyze the explained statement itself."""
     inner_text = statement.expression.name if isinstance(statement.expression, exp.Expression) else ""
     while match := _EXPLAIN_OPTION.match(inner_text):
@@ -137,7 +159,7 @@ def _analyze_explain(sql: str, statement: exp.Command, dialect: str | None) -> S
     return SqlAnalysis(sql, "EXPLAIN", inner.read_only, inner.tables, 1, inner.error, reason)
 
 
-def _statement_type(statement: exp.Expr, sql: str, dialect: str | None) -> str:
+def _statement_type(statement: exp.Expr, sql: str, dialect: DialectLike) -> str:
     if isinstance(statement, exp.Command):
         return str(statement.this).split()[0].upper() if statement.this else "UNKNOWN"
     if isinstance(statement, exp.Describe) and sql.lstrip().upper().startswith("EXPLAIN"):
@@ -159,6 +181,8 @@ def _write_reason(statement: exp.Expr, kind: str) -> str | None:
             return "SELECT ... INTO writes its result"
         if isinstance(node, exp.Lock):
             return "locking clauses (FOR UPDATE/FOR SHARE) are not allowed"
+        if isinstance(node, exp.PropertyEQ) and isinstance(node.this, exp.Parameter):
+            return "it assigns a user variable (:=)"
         if isinstance(node, _WRITE_NODES):
             return f"it contains a {_statement_type(node, '', None)} statement"
         if isinstance(node, exp.Func) and (name := _side_effect_function(node)):
@@ -189,9 +213,20 @@ def _tables(statement: exp.Expr) -> set[str]:
     return names
 
 
-def _writes_to_file(sql: str, dialect: str | None) -> bool:
+def _statements(sql: str, dialect: DialectLike) -> list[exp.Expr]:
+    return [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+
+
+def _tokens(sql: str, dialect: DialectLike) -> list[Token] | None:
+    """sqlglot's tokens of `sql` (comments attached to them), or None if it cannot be tokenized."""
+    try:
+        return Dialect.get_or_raise(dialect).tokenize(sql)
+    except TokenError:
+        return None
+
+
+def _writes_to_file(tokens: list[Token]) -> bool:
     """Whether the tokens (strings and comments excluded) hold INTO OUTFILE or INTO DUMPFILE."""
-    tokens = Dialect.get_or_raise(dialect).tokenize(sql)
     return any(
         prev.token_type is sqlglot.TokenType.INTO and tok.text.upper() in _FILE_TARGETS
         for prev, tok in zip(tokens, tokens[1:], strict=False)

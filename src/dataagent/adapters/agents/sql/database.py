@@ -14,19 +14,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 from sqlglot import exp
 
-from dataagent.adapters.agents.sql.analysis import analyze_sql
+from dataagent.adapters.agents.sql.analysis import SqlAnalysis, analyze_sql
+from dataagent.adapters.agents.sql.connections import (
+    MYSQL_BACKENDS,
+    Prepared,
+    Stopper,
+    create_data_engine,
+    prepare,
+)
+from dataagent.adapters.agents.sql.dialects import DialectLike, quoting_dialect
 from dataagent.adapters.agents.sql.errors import (
     SqlExecutionError,
     SqlRefusedError,
     SqlTimeoutError,
     SqlUnknownTableError,
 )
-from dataagent.adapters.agents.sql.results import QueryResult, json_safe
+from dataagent.adapters.agents.sql.fetch import ResultLimits, close_result, drop_connection, fetch_bounded
+from dataagent.adapters.agents.sql.results import QueryResult
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Stopper = Callable[[], Awaitable[None]]
+Work = Callable[[AsyncConnection, Prepared], Awaitable[T]]
 
 SAMPLE_ROWS = 3
 STOP_TIMEOUT_S = 5.0  # how long a KILL QUERY / interrupt, then the stopped query's return, may take
@@ -44,12 +53,16 @@ def sqlite_url(path: str, read_only: bool = True) -> str:
 class SqlDatabase:
     """A database the agent may query. With `read_only`, writes are refused by the parser AND the database.
 
-    Each query runs on its own pooled connection, bounded by `timeout_s`; on timeout or cancellation the
-    query is stopped in the database (SQLite interrupt, MySQL KILL QUERY, PostgreSQL pg_cancel_backend).
+    Each query runs on its own fresh connection (connections.py), bounded by `timeout_s`; on timeout or
+    cancellation the query is stopped in the database (SQLite interrupt, MySQL KILL QUERY, PostgreSQL
+    pg_cancel_backend). Results are read within `limits` (fetch.py). Statements the guard refuses (guard.py)
+    are refused whatever `read_only` says, checked again on the connection that would run them, in its
+    sql_mode.
     """
 
     def __init__(
-        self, url: str, max_rows: int = 200, timeout_s: float = 30.0, read_only: bool = True
+        self, url: str, max_rows: int = 200, timeout_s: float = 30.0, read_only: bool = True,
+        max_result_bytes: int = 1024 * 1024, max_cell_bytes: int = 64 * 1024,
     ) -> None:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -58,11 +71,12 @@ class SqlDatabase:
         if read_only and backend == "sqlite":
             parsed = _sqlite_read_only(parsed)
         self.url = parsed.render_as_string(hide_password=True)
-        self.max_rows = max_rows
+        self.limits = ResultLimits(max_rows, max_result_bytes, max_cell_bytes)
         self.timeout_s = timeout_s
         self.read_only = read_only
         self._url = parsed
-        self._engine: AsyncEngine = create_async_engine(parsed)
+        self._engine: AsyncEngine = create_data_engine(parsed, max_result_bytes)
+        self._sql_mode: str | None = None
         self._killer: AsyncEngine | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -72,6 +86,22 @@ class SqlDatabase:
         name = self._engine.dialect.name
         return _SQLGLOT_DIALECTS.get(name, name)
 
+    @property
+    def max_rows(self) -> int:
+        return self.limits.max_rows
+
+    async def analyse(self, sql: str) -> SqlAnalysis:
+        """`analyze_sql` in the quoting mode of the server (MySQL: its sql_mode, read once if not yet known)."""
+        if self._sql_mode is None and self._engine.dialect.name in MYSQL_BACKENDS:
+            try:
+                await self._run(_nothing)
+            except Exception:  # unreachable now: the check on the running connection still holds
+                log.warning("could not read the data connection's sql_mode", exc_info=True)
+        return analyze_sql(sql, self._quoting())
+
+    def _quoting(self, sql_mode: str | None = None) -> DialectLike:
+        return quoting_dialect(self.dialect, sql_mode if sql_mode is not None else self._sql_mode)
+
     async def list_tables(self) -> list[str]:
         """The tables and views of the database (the connection's default schema), sorted."""
 
@@ -80,7 +110,7 @@ class SqlDatabase:
             found = inspector.get_table_names() + inspector.get_view_names()
             return sorted(n for n in set(found) if not n.startswith("sqlite_"))
 
-        return await self._run(lambda conn: conn.run_sync(names))
+        return await self._run(lambda conn, _: conn.run_sync(names))
 
     async def describe_table(self, name: str) -> dict[str, Any]:
         """The table's columns (name, type, nullable) and up to 3 sample rows; SqlUnknownTableError if absent.
@@ -91,9 +121,11 @@ class SqlDatabase:
         target = exp.Table(this=exp.to_identifier(table, quoted=True))
         sample_sql = exp.select("*").from_(target).limit(SAMPLE_ROWS).sql(dialect=self.dialect)
 
-        async def work(conn: AsyncConnection) -> dict[str, Any]:
+        limits = ResultLimits(SAMPLE_ROWS, self.limits.max_bytes, self.limits.max_cell_bytes)
+
+        async def work(conn: AsyncConnection, _: Prepared) -> dict[str, Any]:
             columns = await conn.run_sync(lambda sync_conn: inspect(sync_conn).get_columns(table))
-            sample = await conn.run_sync(_fetch, sample_sql, SAMPLE_ROWS)
+            sample = await conn.run_sync(fetch_bounded, sample_sql, limits, self._abandon(True))
             described = [
                 {"name": c["name"], "type": _type_name(c["type"]), "nullable": bool(c.get("nullable", True))}
                 for c in columns
@@ -102,17 +134,39 @@ class SqlDatabase:
 
         return await self._run(work)
 
-    async def run_query(self, sql: str) -> QueryResult:
-        """Run one statement; on a read-only database, SqlRefusedError for anything not read-only."""
-        if self.read_only:
-            analysis = analyze_sql(sql, self.dialect)
-            if not analysis.read_only:
-                raise SqlRefusedError(f"Refused: only read-only queries are allowed ({analysis.reason}).")
-        return await self._execute(sql)
+    async def run_query(self, sql: str, approved: SqlAnalysis | None = None) -> QueryResult:
+        """Run one statement; SqlRefusedError for what the guard refuses, and on a read-only database for
+        anything not read-only. The check is made again on the connection that runs it, in its sql_mode;
+        `approved` (the analysis a person or the policy let through) must still hold there."""
+        self._refuse(analyze_sql(sql, self._quoting()), approved)
+
+        async def work(conn: AsyncConnection, prepared: Prepared) -> QueryResult:
+            analysis = analyze_sql(sql, self._quoting(prepared.sql_mode))
+            self._refuse(analysis, approved)
+            return await conn.run_sync(fetch_bounded, sql, self.limits, self._abandon(analysis.read_only))
+
+        return await self._run(work)
 
     async def _execute(self, sql: str) -> QueryResult:
         """Run `sql` without the parser's check; the database-level read-only guard still applies."""
-        return await self._run(lambda conn: conn.run_sync(_fetch, sql, self.max_rows))
+        return await self._run(
+            lambda conn, _: conn.run_sync(fetch_bounded, sql, self.limits, self._abandon(True)))
+
+    def _refuse(self, analysis: SqlAnalysis, approved: SqlAnalysis | None) -> None:
+        if analysis.refusal is not None:
+            raise SqlRefusedError(f"Refused: {analysis.refusal}.")
+        if self.read_only and not analysis.read_only:
+            raise SqlRefusedError(f"Refused: only read-only queries are allowed ({analysis.reason}).")
+        if approved is not None and approved.read_only and not analysis.read_only:
+            raise SqlRefusedError(
+                f"Refused: in the server's SQL mode the statement is not read-only ({analysis.reason}).")
+
+    def _abandon(self, read_only: bool) -> Any:
+        """How to stop reading a result early: MySQL drops the connection (closing an unbuffered result would
+        read all of it), unless the statement may have changed data that must still be committed."""
+        if self._engine.dialect.name in MYSQL_BACKENDS and (read_only or self.read_only):
+            return drop_connection
+        return close_result
 
     async def close(self) -> None:
         """Dispose the connection pools."""
@@ -120,53 +174,32 @@ class SqlDatabase:
         if self._killer is not None:
             await self._killer.dispose()
 
-    async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _run(self, work: Work[T]) -> T:
         """Run `work` on a prepared connection within the timeout; wrap driver errors."""
         try:
             async with asyncio.timeout(self.timeout_s), self._engine.connect() as conn:
-                stop = await self._prepare(conn)
-                result = await self._watch(work, conn, stop)
-                if not self.read_only:
+                prepared = await prepare(conn, self.read_only, self._kill)
+                if prepared.sql_mode is not None:
+                    self._sql_mode = prepared.sql_mode
+                result = await self._watch(work, conn, prepared)
+                if not self.read_only and not conn.invalidated:
                     await conn.commit()
                 return result
         except TimeoutError as exc:
             message = f"The query was stopped after the {self.timeout_s:g} s time limit."
             raise SqlTimeoutError(message) from exc
         except DBAPIError as exc:
-            raise SqlExecutionError(_driver_message(exc)) from exc
+            raise SqlExecutionError(_driver_message(exc, self.limits.max_bytes)) from exc
         except SQLAlchemyError as exc:
             raise SqlExecutionError(str(exc).split("\n")[0]) from exc
 
-    async def _prepare(self, conn: AsyncConnection) -> Stopper:
-        """Make the connection read-only (if asked) and return how to stop a query running on it."""
-        backend = self._engine.dialect.name
-        if backend == "sqlite":
-            if self.read_only:
-                await conn.exec_driver_sql("PRAGMA query_only = ON")
-            raw = await conn.get_raw_connection()
-            return _sqlite_interrupter(raw.driver_connection)
-        if backend in ("mysql", "mariadb"):
-            if self.read_only:
-                await conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
-                await conn.exec_driver_sql("START TRANSACTION READ ONLY")
-            connection_id = int((await conn.exec_driver_sql("SELECT CONNECTION_ID()")).scalar_one())
-            return lambda: self._kill(f"KILL QUERY {connection_id}")
-        if backend == "postgresql":
-            if self.read_only:
-                await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            pid = int((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
-            return lambda: self._kill(f"SELECT pg_cancel_backend({pid})")
-        return _no_stopper
-
-    async def _watch(
-        self, work: Callable[[AsyncConnection], Awaitable[T]], conn: AsyncConnection, stop: Stopper
-    ) -> T:
+    async def _watch(self, work: Work[T], conn: AsyncConnection, prepared: Prepared) -> T:
         """Await `work` in a task; if cancelled (or timed out), stop the query in the database first."""
-        task = asyncio.ensure_future(work(conn))
+        task = asyncio.ensure_future(work(conn, prepared))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            stopping = asyncio.ensure_future(_stop_and_drain(task, stop))
+            stopping = asyncio.ensure_future(_stop_and_drain(task, prepared.stop))
             self._keep(stopping)
             await asyncio.shield(stopping)  # a second cancellation leaves the stop running
             raise
@@ -199,33 +232,8 @@ async def _stop_and_drain(task: asyncio.Task[Any], stop: Stopper) -> None:
         task.exception()  # retrieved: the stopped query's error is expected
 
 
-def _sqlite_interrupter(driver_connection: Any) -> Stopper:
-    """sqlite3's interrupt(), called from the event loop: thread-safe, and it aborts the running statement."""
-    sqlite_connection = driver_connection._conn  # aiosqlite.Connection -> sqlite3.Connection
-
-    async def interrupt() -> None:
-        sqlite_connection.interrupt()
-
-    return interrupt
-
-
-async def _no_stopper() -> None:
+async def _nothing(conn: AsyncConnection, prepared: Prepared) -> None:
     return None
-
-
-def _fetch(sync_conn: Connection, sql: str, limit: int) -> QueryResult:
-    """Execute `sql` as given (no bind parameters) and fetch at most `limit` rows (+1 to see truncation)."""
-    statement = sql.replace("%", "%%") if sync_conn.dialect.paramstyle in ("format", "pyformat") else sql
-    result = sync_conn.exec_driver_sql(statement, execution_options={"stream_results": True})
-    try:
-        if not result.returns_rows:
-            return QueryResult([], [], 0, False)
-        columns = [str(key) for key in result.keys()]
-        fetched = result.fetchmany(limit + 1)
-    finally:
-        result.close()
-    rows = [[json_safe(value) for value in row] for row in fetched[:limit]]
-    return QueryResult(columns, rows, len(rows), len(fetched) > limit)
 
 
 def _sqlite_read_only(url: URL) -> URL:
@@ -255,10 +263,13 @@ def _type_name(column_type: Any) -> str:
         return type(column_type).__name__
 
 
-def _driver_message(exc: DBAPIError) -> str:
+def _driver_message(exc: DBAPIError, limit: int) -> str:
     """The database's own error text, without SQLAlchemy's statement echo and links."""
     original = exc.orig if exc.orig is not None else exc
     args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
     if len(args) == 2 and isinstance(args[0], int):  # MySQL drivers: (errno, message)
         return f"{args[1]} (error {args[0]})"
-    return str(original).split("\n")[0] or type(original).__name__
+    text = str(original).split("\n")[0] or type(original).__name__
+    if text == "string or blob too big":  # SQLite over its length limit (set to the result bound)
+        return f"{text}: a value over {limit} bytes cannot be read here (DATAAGENT_SQL_MAX_RESULT_BYTES)"
+    return text

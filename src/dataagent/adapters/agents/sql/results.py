@@ -9,17 +9,23 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-_NOTE_RESERVE = 90  # room kept for the truncation note
+_NOTE_RESERVE = 110  # room kept for the truncation note
+_MIN_TEXT_CELL = 40
+SIZE_NOTE = "truncated: the result was cut by size (DATAAGENT_SQL_MAX_RESULT_BYTES / _MAX_CELL_BYTES)"
 
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """At most `max_rows` rows of a result; `row_count` is len(rows), `truncated` says more rows existed."""
+    """At most `max_rows` rows of a result; `row_count` is len(rows), `truncated` says more rows existed.
+
+    `cut_by_size` says the result was cut by bytes (rows dropped and/or long values cut, see fetch.py).
+    """
 
     columns: list[str]
     rows: list[list[Any]]
     row_count: int
     truncated: bool
+    cut_by_size: bool = False
 
     def table(self) -> dict[str, Any]:
         """The result as a JSON-safe table (the `table` of a tool result)."""
@@ -31,14 +37,21 @@ class QueryResult:
         }
 
     def as_text(self, max_chars: int = 4000) -> str:
-        """A compact pipe-separated rendering (header, then rows) cut to about `max_chars` characters."""
+        """A compact pipe-separated rendering (header, then rows) cut to about `max_chars` characters.
+
+        A value longer than a fair share of `max_chars` per column is shortened (ending with …), so some rows
+        always show; a result cut by size says so.
+        """
         if not self.columns:
             return "(statement executed; no rows returned)"
-        lines = [" | ".join(_cell(c) for c in self.columns)]
-        lines += [" | ".join(_cell(v) for v in row) for row in self.rows]
+        width = max(max_chars // (2 * len(self.columns)), _MIN_TEXT_CELL)
+        lines = [" | ".join(_cell(c, width) for c in self.columns)]
+        lines += [" | ".join(_cell(v, width) for v in row) for row in self.rows]
         footer = f"({self.row_count} row{'' if self.row_count == 1 else 's'})"
         if self.truncated:
             footer = f"(truncated: only the first {self.row_count} rows are shown)"
+        if self.cut_by_size:
+            footer = f"({SIZE_NOTE}; {self.row_count} rows are shown, long values end with …)"
         text = "\n".join([*lines, footer])
         if len(text) <= max_chars:
             return text
@@ -53,6 +66,8 @@ class QueryResult:
         more = "+" if self.truncated else ""
         shown = len(kept) - 1
         note = f"(truncated: {shown} of {self.row_count}{more} rows shown, limited to {max_chars} chars)"
+        if self.cut_by_size:
+            note = f"({SIZE_NOTE}; {shown} of {self.row_count}+ rows shown, limited to {max_chars} chars)"
         return "\n".join([*kept, note])
 
 
@@ -77,8 +92,10 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, width: int) -> str:
     if value is None:
         return "NULL"
     text = value if isinstance(value, str) else str(value)
+    if len(text) > width:
+        text = text[: width - 1] + "…"
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("|", "\\|")
