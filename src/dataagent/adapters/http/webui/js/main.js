@@ -66,6 +66,7 @@ function newChat() {
 // -- one session ----------------------------------------------------------------------------------------------
 function openSession(id, fresh = false) {
   state.socket?.close();
+  document.body.dataset.socket = 'connecting';
   Object.assign(state, { sessionId: id, fresh, runs: new Map(), activeRunId: null, finished: new Set(), buffer: [], oldestId: null, hasOlder: false });
   history.replaceState(null, '', `#session=${encodeURIComponent(id)}`);
   log.replaceChildren();
@@ -80,6 +81,7 @@ async function onConnected(data, resumed) {
 }
 
 function onSocketState(name) {
+  document.body.dataset.socket = name;
   status({ open: state.busy ? t('busy') : '', busy: t('busy'), reconnecting: t('reconnecting') }[name]);
 }
 
