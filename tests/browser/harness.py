@@ -92,17 +92,18 @@ class OfflineGuard:
 class Tab:
     """One browser tab on the app, with the page's errors and its foreign requests recorded."""
 
-    def __init__(self, context: Any, srv: ServerProcess) -> None:
+    def __init__(self, context: Any, srv: ServerProcess, base_url: str | None = None) -> None:
         self.srv = srv
+        self.base_url = base_url or srv.base_url
         self.page = context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.guard = OfflineGuard(srv.base_url)
+        self.guard = OfflineGuard(self.base_url)
         self.page.route("**/*", self.guard)
 
     def open(self, path: str = "/", key: str | None = KEY_A) -> Tab:
-        self.page.goto(self.srv.base_url + path)
+        self.page.goto(self.base_url + path)
         if key is not None:
             self.sign_in(key)
         self.page.wait_for_selector('body[data-socket="open"]', state="attached")

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.harness import Tab, stored_messages
 from tests.support import KEY_A, ServerProcess
@@ -112,3 +113,23 @@ def test_the_language_follows_the_browser_and_can_be_switched(browser: Any, srv:
         assert tab.errors == []
     finally:
         context.close()
+
+
+def test_the_key_is_asked_once_and_a_wrong_key_is_refused_plainly(tab: Tab) -> None:
+    page = tab.page
+    page.goto(tab.srv.base_url + "/")
+    page.wait_for_selector("#key-dialog[open]")
+    assert page.locator("label[for=api-key]").text_content() == "API key"
+    page.fill("#api-key", "not-the-key")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-error")).to_have_text("This API key is not valid for this server.")
+    assert page.evaluate("() => sessionStorage.getItem('dataagent.apiKey')") is None
+    tab.shot("key-wrong")
+    tab.sign_in(KEY_A)
+    page.wait_for_selector('body[data-socket="open"]', state="attached")
+    assert page.locator("#key-dialog[open]").count() == 0
+    assert page.evaluate("() => sessionStorage.getItem('dataagent.apiKey')") == KEY_A
+    assert KEY_A not in page.url
+    page.reload()  # kept for the tab: no second prompt
+    page.wait_for_selector('body[data-socket="open"]', state="attached")
+    assert page.locator("#key-dialog[open]").count() == 0

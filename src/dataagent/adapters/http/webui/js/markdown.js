@@ -2,7 +2,7 @@
 // Supported: paragraphs, # headings, - / 1. lists, ``` fences, `code`, **bold**, *italic*, [text](http(s) url).
 import { el } from './dom.js';
 
-const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*)|(\[[^\]\n]+\]\([^)\s]+\))|(https?:\/\/[^\s<>()"]+)/g;
+const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*)|(\[[^\]\n]+\]\([^)\s]+\))|(https?:\/\/[^\s<>()"“”‘’]*[^\s<>()"“”‘’.,;:!?])/g;
 const SAFE_URL = /^https?:\/\/[^\s]+$/i;
 
 export function renderMarkdown(text) {
