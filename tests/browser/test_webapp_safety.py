@@ -30,8 +30,8 @@ def test_the_page_forbids_inline_script_and_eval(tab: Tab) -> None:
     assert "'unsafe-inline'" not in csp["default-src"] and "'unsafe-eval'" not in str(csp["script-src"])
     tab.open()
     # the browser enforces it: an inline script added to the page does not run
-    tab.page.evaluate("() => { const s = document.createElement('script'); s.textContent = \"window.__pwned = 'inline'\";"
-                      " document.body.append(s); }")
+    tab.page.evaluate("() => { const s = document.createElement('script');"
+                      " s.textContent = \"window.__pwned = 'inline'\"; document.body.append(s); }")
     assert tab.page.evaluate("() => window.__pwned") is None
 
 

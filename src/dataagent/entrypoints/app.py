@@ -18,9 +18,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
 from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
-from dataagent.adapters.http.webui import install_docs, install_webui
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.webui import install_docs, install_webui
 from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
