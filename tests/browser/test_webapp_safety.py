@@ -56,17 +56,27 @@ def test_a_database_value_and_an_error_message_holding_markup_are_shown_as_text(
     tab.open()
     values = SCRIPT.replace("'", "''"), IMG.replace("'", "''"), LINK.replace("'", "''")
     tab.ask(f"SELECT '{values[0]}' AS a, '{values[1]}' AS b, '{values[2]}' AS c")
-    tab.page.locator(".approval button.approve").last.click()
+    tab.page.locator(".approval").first.locator("button.approve").click()
     result = tab.page.locator(".result").last
     result.wait_for()
     assert result.locator("td").all_text_contents() == [SCRIPT, IMG, LINK]
     assert_inert(tab)
     tab.last_run("completed")
-    tab.ask(f'SELECT * FROM "{IMG}"')
-    tab.page.locator(".approval button.approve").last.click()
+    table = "<img src=x onerror=window.__pwned='img'>"  # a quoted identifier: parsed, approved, then unknown
+    tab.ask(f'SELECT * FROM "{table}"')
+    card = tab.page.locator(".approval").nth(1)
+    assert card.locator(".tables").text_content() == f"Tables: {table}"
+    card.locator("button.approve").click()
     run = tab.last_run("completed")
-    expect(run.locator(".md")).to_contain_text(IMG)  # the demo engine repeats the database's error message
+    expect(run.locator(".md")).to_contain_text(table)  # the demo engine repeats the database's error message
     run.locator("details.tool summary").click()
+    assert table in run.locator(".tool-output").text_content()
+    assert run.locator("details.tool[data-status=error]").count() == 1
+    assert_inert(tab)
+    tab.ask(f"SELECT * FROM {IMG} {SCRIPT}")  # not even SQL: the parser's error message holds the payload
+    tab.page.locator(".approval").nth(2).locator("button.approve").click()
+    run = tab.page.locator(".msg.assistant").nth(2)
+    expect(run).to_have_attribute("data-status", "completed")
     assert IMG in run.locator(".tool-output").text_content()
     assert_inert(tab)
     tab.shot("safety-database")
