@@ -116,7 +116,8 @@ async def test_a_plain_answer_streams_its_deltas_and_reports_the_usage(agent: Ag
     assert roles(request) == ["system", "user"]
     assert "sqlite" in request.messages[0]["content"].lower()
     assert request.messages[1]["content"] == "How many tables are there?"
-    assert [t["function"]["name"] for t in request.tools] == ["list_tables", "describe_table", "run_sql"]
+    assert [t["function"]["name"] for t in request.tools] == [
+        "list_tables", "describe_table", "run_sql", "propose_chart"]
 
 
 async def test_split_tool_call_arguments_are_reassembled_and_results_go_back_to_the_model(agent: Agent) -> None:

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from dataagent.application.approvals import Approvals, LiveRun
+from dataagent.application.charts import tool_data
 from dataagent.application.failover import WORKER_LOST, OrphanCloser, keep_leases
 from dataagent.application.ports import (
     AgentEngine,
@@ -259,11 +260,10 @@ class RunManager:
 
     async def _record_tool_result(self, live: LiveRun, output: ToolCompleted) -> None:
         run = live.run
+        extra = tool_data(output)  # table and chart, as the event's `data` and the stored message's metadata
         meta: dict[str, Any] = {
-            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status,
+            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status, **extra,
         }
-        if output.table is not None:
-            meta["table"] = output.table
         with anyio.CancelScope(shield=True):
             await self._repo.append_message(Message(
                 self._ids.new_id("msg"), run.session_id, Role.TOOL, output.result, self._clock.now(),
@@ -275,8 +275,8 @@ class RunManager:
             "tool_call_id": output.tool_call_id, "tool_name": output.tool_name,
             "result": output.result, "status": output.status,
         }
-        if output.table is not None:
-            data["data"] = {"table": output.table}
+        if extra:
+            data["data"] = extra
         self._publish(run, EventType.TOOL_RESULT, data)
 
     async def _load_history(self, session_id: str, before_message_id: str | None, limit: int) -> list[Message]:

@@ -61,6 +61,7 @@ class ToolCompleted:
     result: str
     status: str = "success"  # "success" | "error"
     table: dict[str, Any] | None = None
+    chart: dict[str, Any] | None = None  # a Vega-Lite spec; without it the server charts `table` if it suits one
 
 
 @dataclass(frozen=True, slots=True)

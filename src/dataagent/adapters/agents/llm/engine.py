@@ -56,6 +56,7 @@ class OpenAiEngine:
         messages = await self._opening_messages(ctx)
         spoke = False
         seen_ids: set[str] = set()
+        latest: dict[str, Any] | None = None  # the last result table, for propose_chart
         for step in range(self.config.max_steps + 1):
             turn = Turn()
             async with contextlib.aclosing(self._complete(turn, messages, step)) as texts:
@@ -76,8 +77,9 @@ class OpenAiEngine:
             for draft in turn.calls:
                 call = self._tools.prepare(draft)
                 yield ToolCallRequested(call.call_id, call.name, call.args)
-                outcome = await self._tools.run(ctx, call)
-                yield ToolCompleted(call.call_id, call.name, outcome.text, outcome.status, outcome.table)
+                outcome = await self._tools.run(ctx, call, latest)
+                latest = outcome.table if outcome.table is not None else latest
+                yield ToolCompleted(call.call_id, call.name, outcome.text, outcome.status, outcome.table, outcome.chart)
                 messages.append({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
 
     async def _complete(self, turn: Turn, messages: list[ChatMessage], step: int) -> AsyncGenerator[str, None]:

@@ -7,6 +7,8 @@ from typing import Any
 LIST_TABLES = "list_tables"
 DESCRIBE_TABLE = "describe_table"
 RUN_SQL = "run_sql"
+PROPOSE_CHART = "propose_chart"
+_COLUMN = {"type": "string", "description": "A column of the latest run_sql result"}
 
 TOOL_SPECS: list[dict[str, Any]] = [
     {
@@ -46,6 +48,27 @@ TOOL_SPECS: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "type": "function",
+        "function": {
+            "name": PROPOSE_CHART,
+            "description": (
+                "Show the latest run_sql result as a chart. Name its columns: x and y (a numeric column) for "
+                "bar, line, point or area; theta (numeric) and color for arc. The server draws the chart from "
+                "the result's rows; only column names and a plain-text title are accepted."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "mark": {"type": "string", "enum": ["bar", "line", "point", "area", "arc"]},
+                    "x": _COLUMN, "y": _COLUMN, "color": _COLUMN, "theta": _COLUMN,
+                    "title": {"type": "string", "description": "Plain text, at most 120 characters"},
+                },
+                "required": ["mark"],
+                "additionalProperties": False,
+            },
+        },
+    },
 ]
 
 _DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MySQL/MariaDB", "postgres": "PostgreSQL", "tsql": "SQL Server"}
@@ -67,6 +90,8 @@ def system_prompt(dialect: str, read_only: bool, max_rows: int) -> str:
         f"You are DataAgent, a data analyst. You answer questions about the data in a {name} database.",
         "Tools: list_tables lists the tables; describe_table shows a table's columns and sample rows; "
         f"run_sql runs one SQL statement in the {name} dialect and returns at most {max_rows} rows.",
+        "A result that suits a chart gets one automatically; call propose_chart only if another chart of "
+        "the latest result would show the answer better.",
         "Look at the schema before writing SQL; never guess table or column names. Prefer aggregates "
         "(COUNT, SUM, GROUP BY, ORDER BY ... LIMIT) to fetching many rows.",
         access,

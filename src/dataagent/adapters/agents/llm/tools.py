@@ -1,4 +1,5 @@
-"""The data tools the model calls: list_tables, describe_table, run_sql (through the shared SQL step)."""
+"""The data tools the model calls: list_tables, describe_table, run_sql (through the shared SQL step) and
+propose_chart (checked against an allow-list, drawn by our own spec builder)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataagent.adapters.agents.llm.completion import ToolCallDraft
-from dataagent.adapters.agents.llm.prompt import DESCRIBE_TABLE, LIST_TABLES, RUN_SQL
+from dataagent.adapters.agents.llm.prompt import DESCRIBE_TABLE, LIST_TABLES, PROPOSE_CHART, RUN_SQL
 from dataagent.adapters.agents.sql import QueryResult, SqlAnalysis, SqlToolError
 from dataagent.adapters.agents.sql_step import SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
+from dataagent.domain.chart_proposals import ChartProposalError, chart_from_proposal, describe
 
-_KNOWN = f"{LIST_TABLES}, {DESCRIBE_TABLE} and {RUN_SQL}"
+_KNOWN = f"{LIST_TABLES}, {DESCRIBE_TABLE}, {RUN_SQL} and {PROPOSE_CHART}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class ToolOutcome:
     text: str
     status: str = "success"
     table: dict[str, Any] | None = None
+    chart: dict[str, Any] | None = None
 
 
 class DataTools:
@@ -52,6 +55,8 @@ class DataTools:
             return PreparedCall(draft.id, draft.name, {"arguments": args}, "The arguments must be a JSON object.")
         if draft.name == LIST_TABLES:
             return PreparedCall(draft.id, draft.name, {})
+        if draft.name == PROPOSE_CHART:  # checked when it runs, against the latest result
+            return PreparedCall(draft.id, draft.name, args)
         if draft.name == DESCRIBE_TABLE:
             return self._prepared_with_text(draft.id, draft.name, args, "table")
         if draft.name == RUN_SQL:
@@ -62,10 +67,13 @@ class DataTools:
             return PreparedCall(draft.id, draft.name, analysis.as_args(), analysis=analysis)
         return PreparedCall(draft.id, draft.name, args, f"There is no tool {draft.name!r}; the tools are {_KNOWN}.")
 
-    async def run(self, ctx: RunContext, call: PreparedCall) -> ToolOutcome:
-        """Run the call; a tool failure is a result (status error) the model reads, never an exception."""
+    async def run(self, ctx: RunContext, call: PreparedCall, latest: dict[str, Any] | None = None) -> ToolOutcome:
+        """Run the call (`latest`: the run's last result table); a tool failure is a result (status error) the
+        model reads, never an exception."""
         if call.problem is not None:
             return ToolOutcome(call.problem, "error")
+        if call.name == PROPOSE_CHART:
+            return _chart_outcome(call.args, latest)
         try:
             if call.name == LIST_TABLES:
                 return _tables_outcome(await self._db.list_tables())
@@ -82,6 +90,14 @@ class DataTools:
         if isinstance(value, str) and value.strip():
             return PreparedCall(call_id, name, {key: value})
         return PreparedCall(call_id, name, args, f"{name} needs a non-empty string argument {key!r}.")
+
+
+def _chart_outcome(args: dict[str, Any], latest: dict[str, Any] | None) -> ToolOutcome:
+    try:
+        spec = chart_from_proposal(args, latest)
+    except ChartProposalError as exc:
+        return ToolOutcome(str(exc), "error")
+    return ToolOutcome(describe(spec), chart=spec)
 
 
 def _tables_outcome(names: list[str]) -> ToolOutcome:
