@@ -49,8 +49,19 @@ def test_the_approval_card_lays_out_the_statement_and_approving_shows_the_sorted
         result.locator(".download-csv").click()
     csv = Path(download.value.path()).read_text()
     assert csv.splitlines()[0] == "country,n" and len(csv.splitlines()) == 9
-    tab.last_run("completed")
+    run = tab.last_run("completed")
+    chart = result.locator("figure.chart")
+    chart.locator("svg .mark-rect path").first.wait_for()  # the server's bar chart, drawn under the table
+    assert chart.locator("svg .mark-rect path").count() == 8
+    assert "country" in chart.locator("svg").text_content()
     tab.shot("sql-approved-table")
+    result.locator("button.toggle-chart").click()
+    assert chart.is_hidden() and result.locator("table").is_visible()
+    result.locator("button.toggle-chart").click()
+    assert chart.is_visible()
+    tab.page.reload()  # the stored tool message holds the table and its chart
+    tab.last_run("completed").locator(".result figure.chart svg .mark-rect path").first.wait_for()
+    assert run.locator(".result th").all_text_contents() == ["country", "n"]
 
 
 def test_a_truncated_result_says_so(tab: Tab) -> None:

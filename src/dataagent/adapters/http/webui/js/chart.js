@@ -17,10 +17,12 @@ function loadVega() {
   return loading;
 }
 
-// Only inline data: a spec that points at a URL is not drawn (the server never sends one).
-function inlineOnly(spec) {
-  const text = JSON.stringify(spec);
-  return !/"url"\s*:/.test(text);
+// Only inline data: a spec whose data (at any level) points at a URL is not drawn (the server never sends one).
+function inlineOnly(node) {
+  if (Array.isArray(node)) return node.every(inlineOnly);
+  if (!node || typeof node !== 'object') return true;
+  if (node.data && typeof node.data === 'object' && 'url' in node.data) return false;
+  return Object.entries(node).every(([key, value]) => key === 'values' || inlineOnly(value));
 }
 
 export async function renderChart(target, spec) {

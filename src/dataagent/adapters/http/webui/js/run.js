@@ -2,7 +2,7 @@
 import { el } from './dom.js';
 import { t } from './i18n.js';
 import { renderMarkdown } from './markdown.js';
-import { resultView } from './table.js';
+import { chartView, resultView } from './table.js';
 import { approvalCard } from './approval.js';
 
 export function userBubble(text, messageId) {
@@ -63,7 +63,8 @@ export class RunView {
     details.dataset.status = data.status;
     if (data.status === 'error') details.querySelector('summary').append(el('span', { class: 'badge failed', text: t('error') }));
     const extra = data.data || {};
-    if (extra.table) this.parts.append(resultView(extra.table, extra.chart ?? data.chart));
+    if (extra.table) this.parts.append(resultView(extra.table, extra.chart));
+    else if (extra.chart) this.parts.append(el('div', { class: 'result' }, chartView(extra.chart)));
   }
 
   hitl(data) {

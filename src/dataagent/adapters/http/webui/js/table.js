@@ -33,27 +33,29 @@ export function resultView(table, chart) {
   const note = table.truncated ? el('span', { class: 'truncated', text: t('truncated') }) : null;
   const bar = el('div', { class: 'bar' }, count, note, copy, download);
   const box = el('div', { class: 'result' }, bar, tableBox);
-  if (chart && typeof chart === 'object') addChart(box, bar, tableBox, chart);
+  if (chart && typeof chart === 'object') addChart(box, bar, chart);
   return box;
 }
 
-function addChart(box, bar, tableBox, spec) {
-  const chartBox = el('div', { class: 'chart', role: 'img', 'aria-label': t('showChart') });
-  const toggle = el('button', { type: 'button', class: 'toggle-view', 'aria-pressed': 'true', text: t('showTable') });
+function addChart(box, bar, spec) {
+  const chartBox = chartView(spec);
+  const toggle = el('button', { type: 'button', class: 'toggle-chart', 'aria-pressed': 'true', text: t('hideChart') });
   toggle.addEventListener('click', () => {
-    const showingChart = !chartBox.hidden;
-    chartBox.hidden = showingChart;
-    tableBox.hidden = !showingChart;
-    toggle.textContent = showingChart ? t('showChart') : t('showTable');
-    toggle.setAttribute('aria-pressed', String(!showingChart));
+    chartBox.hidden = !chartBox.hidden;
+    toggle.textContent = t(chartBox.hidden ? 'showChart' : 'hideChart');
+    toggle.setAttribute('aria-pressed', String(!chartBox.hidden));
   });
   bar.append(toggle);
-  tableBox.hidden = true;
   box.append(chartBox);
+}
+
+// A chart alone (a model-proposed chart comes without a table); on failure it says why, as text.
+export function chartView(spec) {
+  const chartBox = el('figure', { class: 'chart', 'aria-label': t('chart') });
   renderChart(chartBox, spec).catch((error) => {
     chartBox.replaceChildren(el('p', { class: 'error', text: String(error.message || error) }));
-    tableBox.hidden = false;
   });
+  return chartBox;
 }
 
 function cell(value) {
