@@ -1,10 +1,11 @@
-"""A server that runs open asks no key; a server at capacity shows "busy, retrying" until a slot frees."""
+"""A server that runs open asks no key; at capacity the app says "busy, retrying"; long histories page in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 from websockets.sync.client import connect
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ServerProcess]:
-    with server(DATAAGENT_AUTH_DISABLED="true", DATAAGENT_API_KEYS="", DATAAGENT_MAX_CONNECTIONS="1") as proc:
+    with server(DATAAGENT_AUTH_DISABLED="true", DATAAGENT_API_KEYS="", DATAAGENT_MAX_CONNECTIONS="1",
+                DATAAGENT_DEMO_CHUNK_DELAY_MS="1") as proc:
         yield proc
 
 
@@ -43,3 +45,27 @@ def test_at_capacity_the_app_says_busy_and_retries_until_a_slot_frees(context: A
     tab.ask("Now there is room")
     tab.last_run("completed")
     assert tab.errors == [] and tab.guard.foreign == []
+
+
+def test_older_messages_load_when_scrolling_up_and_shift_enter_is_a_new_line(tab: Tab) -> None:
+    with httpx.Client(base_url=tab.srv.base_url, timeout=10) as client:
+        for i in range(20):  # 40 messages: the app shows the last 30, then the 10 before them on scroll
+            client.post("/api/v1/chat", json={"message": f"question {i:02d}", "session_id": "long-history"})
+    tab.open("/#session=long-history", key=None)
+    bubbles = tab.page.locator(".msg.user")
+    expect(bubbles).to_have_count(15)
+    assert bubbles.first.text_content() == "question 05"
+    tab.page.locator("#log").evaluate("log => { log.scrollTop = 0; }")
+    expect(bubbles).to_have_count(20)
+    assert bubbles.all_text_contents() == [f"question {i:02d}" for i in range(20)]
+    assert tab.page.locator(".msg.assistant[data-status=completed]").count() == 20
+    tab.page.locator("#question").click()
+    tab.page.keyboard.type("first line")
+    tab.page.keyboard.press("Shift+Enter")
+    tab.page.keyboard.type("second line")
+    assert tab.page.locator("#question").input_value() == "first line\nsecond line"
+    tab.page.keyboard.press("Enter")
+    expect(bubbles).to_have_count(21)
+    assert bubbles.last.text_content() == "first line\nsecond line"
+    tab.last_run("completed")
+    tab.shot("long-history")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,14 @@ def card_of(tab: Tab) -> object:
     return tab.page.locator(".approval").last
 
 
-def test_the_approval_card_lays_out_the_statement_and_approving_shows_the_sorted_table(tab: Tab) -> None:
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, select, textarea')]
+    .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !c.textContent.trim()
+                   && !c.getAttribute('aria-labelledby') && !c.title)
+    .map((c) => c.outerHTML)"""
+
+
+def test_the_approval_card_lays_out_the_statement_and_approving_shows_the_sorted_table(context: Any, tab: Tab) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     tab.open()
     tab.ask(SQL_COUNT)
     card = card_of(tab)
@@ -31,6 +39,7 @@ def test_the_approval_card_lays_out_the_statement_and_approving_shows_the_sorted
     assert card.locator("pre.sql .kw").first.text_content() == "SELECT"
     assert "GROUP BY" in card.locator("pre.sql").text_content()
     expect(card.locator(".expires")).to_have_text(re.compile(r"^expires in [45]:\d\d$"))
+    assert tab.page.evaluate(UNNAMED_CONTROLS) == []  # every control has a label
     tab.shot("sql-approval-card")
     card.locator("button.approve").click()
     expect(card.locator(".outcome")).to_have_text("Approved")
@@ -45,6 +54,10 @@ def test_the_approval_card_lays_out_the_statement_and_approving_shows_the_sorted
     result.locator("th button").nth(1).click()
     counts = [int(x) for x in result.locator("tbody tr td:nth-child(2)").all_text_contents()]
     assert counts == sorted(counts, reverse=True)
+    result.locator(".copy-csv").click()
+    expect(result.locator(".copy-csv")).to_have_text("Copied")
+    copied = tab.page.evaluate("() => navigator.clipboard.readText()")
+    assert copied.splitlines()[:2] == ["country,n", "China,15"]
     with tab.page.expect_download() as download:
         result.locator(".download-csv").click()
     csv = Path(download.value.path()).read_text()
