@@ -102,6 +102,7 @@ def test_the_language_follows_the_browser_and_can_be_switched(browser: Any, srv:
         tab = Tab(context, srv).open()
         assert tab.page.locator("#new-chat").text_content() == "新对话"
         assert tab.page.get_attribute("html", "lang") == "zh-CN"
+        assert tab.page.get_attribute("#log", "aria-label") == "对话"
         tab.page.select_option("#lang", "en")
         assert tab.page.locator("#new-chat").text_content() == "New chat"
         assert tab.page.get_attribute("#question", "placeholder").startswith("Ask a question")

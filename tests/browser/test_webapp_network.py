@@ -82,5 +82,8 @@ def test_when_the_replay_is_gone_the_history_is_reloaded_over_rest(
     assert run.locator(".md").text_content().strip() == stored["content"].strip()
     assert "after_seq=" in sockets[-1]
     assert tab.page.locator(".msg.assistant").count() == 1 and tab.page.locator(".msg.user").count() == 1
+    assert tab.page.locator("#stop").is_hidden()
+    tab.ask("And the next question works")  # the app knows no run is active any more
+    tab.page.locator(".msg.assistant").nth(1).locator(".md").wait_for()
     tab.shot("network-history-reloaded")
     assert tab.errors == [] and tab.guard.foreign == []

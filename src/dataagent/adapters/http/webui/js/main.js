@@ -101,6 +101,7 @@ async function loadHistory() {
   log.replaceChildren();
   state.runs = new Map();
   state.finished = new Set();
+  setRunning(info?.active_run_id ?? null);
   if (!info) return;
   const offset = Math.max(0, info.message_count - PAGE);
   const page = await api(`/sessions/${encodeURIComponent(state.sessionId)}/messages?limit=${PAGE}&offset=${offset}`);
