@@ -53,6 +53,8 @@ sed -i "s|https://cdn.redoc.ly/redoc/logo-mini.svg|${BLANK_SVG}|" "$DEST/redoc.s
   echo "Licence texts: each package's LICENSE file in the npm tarball (BSD-3-Clause: vega, vega-lite, vega-embed,"
   echo "vega-interpreter, Copyright (c) the University of Washington Interactive Data Lab; Apache-2.0: swagger-ui-dist,"
   echo "SmartBear Software; MIT: redoc, Redocly)."
+  echo "The vega and vega-interpreter tarballs ship no licence file: both are BSD-3-Clause by the same authors (package.json),"
+  echo "the terms of LICENSE.vega-lite."
   echo
   echo "One change: in redoc.standalone.js the URL of the attribution logo (https://cdn.redoc.ly/redoc/logo-mini.svg),"
   echo "the only remote resource ReDoc loads, is replaced by an empty inline SVG."
