@@ -40,7 +40,9 @@ export function approvalCard(data, decide) {
   const send = (decision) => {
     buttons.forEach((b) => { b.disabled = true; });
     outcome.textContent = t('sending');
-    if (!decide(decision)) buttons.forEach((b) => { b.disabled = false; });
+    if (decide(decision)) return;
+    buttons.forEach((b) => { b.disabled = false; });
+    outcome.textContent = t('reconnecting');
   };
   const button = (name, cls, onclick) => {
     const b = el('button', { type: 'button', class: cls, text: t(name), onclick });

@@ -58,8 +58,13 @@ async function removeSession(id, title) {
   await refreshSessions();
 }
 
+// A new session id (crypto.randomUUID needs a secure context; plain http on an intranet host is not one).
+function newSessionId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 function newChat() {
-  openSession(crypto.randomUUID(), true);
+  openSession(newSessionId(), true);
   question.focus();
 }
 
