@@ -60,12 +60,12 @@ def server(**env: str) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
+def chromium(*extra_flags: str) -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + list(extra_flags))
         try:
             yield browser
         finally:

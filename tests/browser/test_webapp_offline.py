@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import SQL_COUNT, Tab
-from tests.support import KEY_A
+from tests.browser.harness import SQL_COUNT, Tab, chromium
+from tests.support import KEY_A, ServerProcess
 
 pytestmark = pytest.mark.integration
 OPERATIONS = 8  # the REST routes in the OpenAPI document
@@ -56,3 +56,26 @@ def test_redoc_renders_offline(tab: Tab) -> None:
     expect(page.locator("[data-section-id*='/operation/']")).to_have_count(OPERATIONS)
     tab.shot("offline-redoc")
     assert tab.guard.foreign == []
+
+
+def test_the_app_works_from_an_intranet_host_over_plain_http(srv: ServerProcess) -> None:
+    """Not a secure context (no crypto.randomUUID, no async clipboard): the app must not depend on one."""
+    with chromium("--host-resolver-rules=MAP intranet.example 127.0.0.1") as browser:
+        context = browser.new_context(locale="en-US")
+        try:
+            tab = Tab(context, srv, base_url=f"http://intranet.example:{srv.port}").open()
+            assert tab.page.evaluate("() => window.isSecureContext") is False
+            tab.ask(SQL_COUNT)
+            tab.page.locator(".approval button.approve").click()
+            result = tab.page.locator(".result").last
+            result.locator("figure.chart svg").wait_for()
+            result.locator(".copy-csv").click()
+            expect(result.locator(".copy-csv")).to_have_text("Copied")
+            tab.last_run("completed")
+            tab.page.click("#new-chat")
+            tab.ask("And a second chat")
+            tab.last_run("completed")
+            tab.shot("intranet-plain-http")
+            assert tab.errors == [] and tab.guard.foreign == []
+        finally:
+            context.close()
