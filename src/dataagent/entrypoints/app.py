@@ -20,6 +20,7 @@ from dataagent import __version__
 from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.webui import install_docs, install_webui
 from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app = FastAPI(
         title="DataAgent Server", version=__version__, lifespan=_lifespan,
         description="REST and WebSocket API of the DataAgent data-analysis agent (see PROTOCOL.md).",
+        docs_url=None, redoc_url=None,  # served offline by install_docs
     )
     app.state.container = container
     app.state.settings = settings
@@ -59,6 +61,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(chat.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
+    install_docs(app)
+    if settings.ui:
+        install_webui(app, settings.auth_disabled)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     session_timeout: float = Field(3600, gt=0)
     auth_disabled: bool = False
     max_connections: int = Field(200, ge=1)
+    ui: bool = True
 
     # Session store (seed README)
     session_store: Literal["memory", "mysql"] = "memory"

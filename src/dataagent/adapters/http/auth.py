@@ -5,10 +5,15 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.domain.errors import UnauthorizedError
+
+# Declared in the OpenAPI document only (auto_error=False): the key is checked below, as before.
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (DATAAGENT_API_KEYS)")
+BEARER = HTTPBearer(auto_error=False, description="The same API key as a bearer token")
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
@@ -28,6 +33,8 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = 
 async def require_principal(
     request: Request,
     authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> str:
     """The calling principal; 401 unauthorized without a valid key."""
     principal = authenticator.authenticate(presented_key(request.headers))
