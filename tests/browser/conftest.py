@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import Tab, chromium, server
+from tests.browser.harness import Tab, chromium, playwright_driver, server
 from tests.support import ServerProcess
 
 
@@ -18,8 +18,14 @@ def srv() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as instance:
+def playwright() -> Iterator[Any]:
+    with playwright_driver() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    with chromium(playwright) as instance:
         yield instance
 
 

@@ -60,16 +60,22 @@ def server(**env: str) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def chromium(*extra_flags: str) -> Iterator[Any]:
+def playwright_driver() -> Iterator[Any]:
+    """One Playwright driver: the sync API cannot start a second one while another runs in the thread."""
     require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + list(extra_flags))
-        try:
-            yield browser
-        finally:
-            browser.close()
+        yield playwright
+
+
+@contextmanager
+def chromium(playwright: Any, *extra_flags: str) -> Iterator[Any]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + list(extra_flags))
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 class OfflineGuard:

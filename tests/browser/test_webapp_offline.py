@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from playwright.sync_api import expect
 
@@ -58,9 +60,9 @@ def test_redoc_renders_offline(tab: Tab) -> None:
     assert tab.guard.foreign == []
 
 
-def test_the_app_works_from_an_intranet_host_over_plain_http(srv: ServerProcess) -> None:
+def test_the_app_works_from_an_intranet_host_over_plain_http(playwright: Any, srv: ServerProcess) -> None:
     """Not a secure context (no crypto.randomUUID, no async clipboard): the app must not depend on one."""
-    with chromium("--host-resolver-rules=MAP intranet.example 127.0.0.1") as browser:
+    with chromium(playwright, "--host-resolver-rules=MAP intranet.example 127.0.0.1") as browser:
         context = browser.new_context(locale="en-US")
         try:
             tab = Tab(context, srv, base_url=f"http://intranet.example:{srv.port}").open()
