@@ -47,3 +47,11 @@ def test_a_lone_surrogate_becomes_a_replacement_character() -> None:
 
 def test_parsing_replaces_lone_surrogates_and_joins_escaped_pairs() -> None:
     assert parse_json(b'{"a": "\\ud800", "b": "\\ud83d\\ude00"}') == {"a": "\ufffd", "b": "\U0001f600"}
+
+
+def test_parsing_refuses_integers_beyond_64_bits_and_nesting_past_the_bound() -> None:
+    with pytest.raises(ValueError):
+        parse_json(b'{"a": [NaN, 18446744073709551616]}')  # the lenient path (NaN)
+    with pytest.raises(ValueError):
+        parse_json(b"[" * 65 + b"]" * 65)
+    assert parse_json(b"[" * 64 + b"]" * 64)

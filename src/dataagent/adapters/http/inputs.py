@@ -18,7 +18,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from dataagent.domain.inputs import clean_value, json_depth, printable_value
+from dataagent.domain.inputs import INT_MAX, INT_MIN, clean_value, json_depth, printable_value
 
 log = logging.getLogger("dataagent.http")
 
@@ -30,7 +30,7 @@ def parse_json(data: bytes | str) -> Any:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        value = _lenient(data)  # lone surrogate escapes, NaN, integers beyond 64 bits (refused later), or bad
+        value = _lenient(data)  # lone surrogate escapes, NaN (refused where it matters), or not JSON at all
     if json_depth(value) > MAX_PARSE_DEPTH:
         raise json.JSONDecodeError(f"nested deeper than {MAX_PARSE_DEPTH} levels", _text(data), 0)
     return clean_value(value)
@@ -38,11 +38,18 @@ def parse_json(data: bytes | str) -> Any:
 
 def _lenient(data: bytes | str) -> Any:
     try:
-        return json.loads(data)
+        return json.loads(data, parse_int=_int64)
     except json.JSONDecodeError:
         raise
     except (ValueError, RecursionError) as exc:  # bad UTF-8, too many digits, nesting past the C stack
         raise json.JSONDecodeError(type(exc).__name__, _text(data), 0) from None
+
+
+def _int64(digits: str) -> int:
+    value = int(digits)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError("an integer beyond 64 bits")
+    return value
 
 
 def _text(data: bytes | str) -> str:
