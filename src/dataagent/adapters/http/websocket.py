@@ -340,8 +340,8 @@ class _Connection:
     async def _handle(self, subscription: Subscription, raw: str) -> None:
         try:
             frame = parse_json(raw)
-        except json.JSONDecodeError:
-            subscription.put_local(error_frame(self.sid, "validation_error", "frame is not valid JSON"))
+        except json.JSONDecodeError as exc:
+            subscription.put_local(error_frame(self.sid, "validation_error", f"frame is not valid JSON: {exc.msg}"))
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         payload = frame.get("payload", {}) if isinstance(frame, dict) else None
