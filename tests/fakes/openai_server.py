@@ -104,6 +104,7 @@ class _Turn:
     completion_tokens: int | None = None
     fail_after: int | None = None
     fail_mode: FailureMode = "drop"
+    pieces: tuple[str, ...] | None = None  # the content chunks exactly as given (else split in `chunks`)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,10 @@ def _split(text: str, parts: int) -> list[str]:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (scripted on purpose): sent as its `\\ud800` escape
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _sse(obj: Any) -> bytes:
@@ -351,6 +355,11 @@ class FakeOpenAI:
                 completion_tokens=completion_tokens,
             )
         )
+
+    def add_text_pieces(self, pieces: Sequence[str]) -> FakeOpenAI:
+        """Answer the next request with these content chunks, as they are (e.g. the halves of a surrogate pair,
+        or a lone surrogate: sent as a JSON `\\udXXX` escape)."""
+        return self._enqueue(_Turn(content="".join(pieces), chunks=len(pieces), pieces=tuple(pieces)))
 
     def add_slow_text(self, text: str, chunks: int = 10, delay_s: float = 0.1) -> FakeOpenAI:
         """Like :meth:`add_text`, with a pause before every chunk after the first (role) chunk."""
@@ -700,7 +709,7 @@ class FakeOpenAI:
         stream = bool(body.get("stream"))
         include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
 
-        content_pieces = _split(turn.content or "", turn.chunks)
+        content_pieces = list(turn.pieces) if turn.pieces is not None else _split(turn.content or "", turn.chunks)
         deltas: list[dict[str, Any]] = [{"content": piece} for piece in content_pieces]
         args_pieces = 0
         for index, call in enumerate(turn.tool_calls):

@@ -18,6 +18,7 @@ from dataagent.domain.errors import (
     SessionNotFoundError,
 )
 from dataagent.domain.events import EventType, RunEvent
+from dataagent.domain.inputs import JsonLimits, valid_text
 from dataagent.domain.models import ChatRun, Session, title_from, validate_session_id
 
 SYNC_BUFFER_EVENTS = 100_000
@@ -27,6 +28,7 @@ _STOPS = (EventType.DONE, EventType.HITL)
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     max_message_chars: int = 32000
+    json_limits: JsonLimits = field(default_factory=JsonLimits)
 
 
 @dataclass(slots=True)
@@ -90,7 +92,15 @@ class ChatService:
                 f"message is longer than {self._settings.max_message_chars} characters",
                 details={"max_chars": self._settings.max_message_chars, "length": len(message)},
             )
-        return message
+        return valid_text(message)
+
+    def validate_metadata(self, metadata: Any) -> dict[str, Any]:
+        """The client's metadata with valid text, within the JSON bounds (checked before anything is stored)."""
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise InvalidInputError("metadata must be an object")
+        return dict(self._settings.json_limits.check(metadata, "metadata"))
 
     # -- use cases --------------------------------------------------------------------------------
 
@@ -107,22 +117,24 @@ class ChatService:
         `known_owner`: the caller has seen the session exist and belong to `principal` (a socket on it), so it
         is not read again: an owner never changes, and a session deleted or expired since is created again."""
         question = self.validate_message(message)
+        extra = self.validate_metadata(metadata)
         if known_owner and session_id:
             with contextlib.suppress(SessionNotFoundError):
-                return await self._runs.start_run(session_id, question, metadata or {})
+                return await self._runs.start_run(session_id, question, extra)
         session = await self.open_session(principal, session_id, question)
-        return await self._runs.start_run(session.session_id, question, metadata or {})
+        return await self._runs.start_run(session.session_id, question, extra)
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
         question = self.validate_message(message)
+        extra = self.validate_metadata(metadata)
         session = await self.open_session(principal, session_id, question)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(sid, question, metadata or {})
+            run = await self._runs.start_run(sid, question, extra)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:
@@ -150,7 +162,9 @@ class ChatService:
         self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> tuple[str, str]:
         session = await self.owned_session(principal, session_id)
-        decision = self._one_decision(raw_decisions)
+        decision = self._one_decision(raw_decisions, self._settings.json_limits)
+        if interrupt_id is not None:
+            interrupt_id = valid_text(interrupt_id)
         if interrupt_id is None:
             pending = session.pending_interrupt
             if not pending:
@@ -201,10 +215,10 @@ class ChatService:
     # -- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _one_decision(raw_decisions: Any) -> Decision:
+    def _one_decision(raw_decisions: Any, limits: JsonLimits) -> Decision:
         if not isinstance(raw_decisions, list) or len(raw_decisions) != 1 or not isinstance(raw_decisions[0], dict):
             raise InvalidInputError("decisions must be a list of exactly one decision")
-        return Decision.parse(raw_decisions[0])
+        return Decision.parse(limits.check(raw_decisions[0], "decision"))
 
     @staticmethod
     async def _follow(

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket
+from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.webui import install_docs, install_webui
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth, deps, websocket], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, auth, deps, websocket, ws_paths], warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_docs(app)
     if settings.ui:
         install_webui(app, settings.auth_disabled)
+    app.include_router(ws_paths.router)  # after the chat socket: what it does not match closes with 4400
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(

@@ -21,6 +21,7 @@ from dataagent.application.ports import AgentEngine
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.domain.inputs import JsonLimits
 from dataagent.entrypoints.engines import build_engine
 from dataagent.entrypoints.settings import Settings
 
@@ -136,7 +137,11 @@ class Container(containers.DeclarativeContainer):
         runs=run_manager,
         clock=clock,
         ids=ids,
-        settings=providers.Factory(ChatSettings, max_message_chars=settings.provided.max_message_chars),
+        settings=providers.Factory(
+            ChatSettings, max_message_chars=settings.provided.max_message_chars,
+            json_limits=providers.Factory(JsonLimits, max_depth=settings.provided.max_json_depth,
+                                          max_bytes=settings.provided.max_json_bytes),
+        ),
     )
     session_service = providers.Factory(SessionService, repository=repository, runs=run_manager, clock=clock)
     status_service = providers.Singleton(

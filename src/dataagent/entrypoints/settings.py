@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     hitl_policy: Literal["always", "writes", "never"] = "always"
     max_message_chars: int = Field(32000, ge=1)
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
+    max_json_depth: int = Field(16, ge=1, le=24)  # MariaDB refuses JSON nested 32 deep; stored rows add levels
+    max_json_bytes: int = Field(64 * 1024, ge=256)
     agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     demo_chunks: int = Field(20, ge=1, le=100_000)

@@ -7,6 +7,7 @@ from dependency_injector.wiring import inject
 from fastapi import APIRouter, Body
 
 from dataagent.adapters.http.deps import Chat, OwnedSessionId, Principal, Slots
+from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import (
     CancelRequest,
     CancelResponse,
@@ -18,9 +19,8 @@ from dataagent.adapters.http.schemas import (
 )
 from dataagent.application.chat import RunOutcome
 
-router = APIRouter(tags=["chat"], responses={
-    401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody},
-    422: {"model": ErrorBody}, 503: {"model": ErrorBody},
+router = APIRouter(tags=["chat"], route_class=EdgeRoute, responses={
+    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 503)
 })
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dataagent.adapters.http.inputs import SafeJSONResponse
 from dataagent.domain.errors import DataAgentError
 
 log = logging.getLogger("dataagent.http")
@@ -33,7 +34,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "broker_unavailable": 503,
 }
 RETRY_AFTER_S = {"capacity_exceeded": "1", "store_unavailable": "5", "broker_unavailable": "5"}
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
+_HTTP_CODES = {
+    400: "validation_error", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+}
 
 
 def request_id_of(request: Request) -> str:
@@ -41,25 +44,28 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(
-    request: Request, code: str, message: str, details: dict[str, Any] | None = None, status: int | None = None
-) -> JSONResponse:
+    request: Request, code: str, message: str, details: dict[str, Any] | None = None, status: int | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> SafeJSONResponse:
     body: dict[str, Any] = {"error_code": code, "message": message, "request_id": request_id_of(request)}
     if details:
         body["details"] = details
-    headers: dict[str, str] = {"X-Request-ID": body["request_id"]} if body["request_id"] else {}
+    headers: dict[str, str] = dict(extra_headers or {})
+    if body["request_id"]:
+        headers["X-Request-ID"] = body["request_id"]
     if code in RETRY_AFTER_S:
         headers["Retry-After"] = RETRY_AFTER_S[code]
     if code == "unauthorized":
         headers["WWW-Authenticate"] = "ApiKey"
-    return JSONResponse(body, status_code=status or STATUS_BY_CODE.get(code, 500), headers=headers)
+    return SafeJSONResponse(body, status_code=status or STATUS_BY_CODE.get(code, 500), headers=headers)
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, DataAgentError)
     return error_response(request, exc.code, exc.message, exc.details)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -68,14 +74,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, "validation_error", "The request is not valid", {"errors": errors})
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
-    return error_response(request, code, message, status=exc.status_code)
+    status = STATUS_BY_CODE[code] if code == "validation_error" else exc.status_code  # a body that did not parse
+    return error_response(request, code, message, status=status, extra_headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> SafeJSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(request, "internal_error", "Internal server error")
 

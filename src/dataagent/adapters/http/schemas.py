@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +39,7 @@ def event_dict(event: RunEvent) -> dict[str, Any]:
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    message: str = Field(min_length=1)
+    message: str = Field(min_length=1, pattern=r"\S", description="at least one non-whitespace character")
     session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     metadata: dict[str, Any] | None = None
 
@@ -53,16 +53,29 @@ class CancelRequest(BaseModel):
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["approve", "reject", "edit"]
+    type: Literal["approve", "reject"]
     args: dict[str, Any] | None = None
     message: str | None = None
+
+
+class EditDecisionIn(BaseModel):
+    """An edit runs the action with these args merged over the original ones (for run_sql: `sql`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["edit"]
+    args: dict[str, Any] = Field(min_length=1)
+    message: str | None = None
+
+
+Decision = Annotated[DecisionIn | EditDecisionIn, Field(discriminator="type")]
 
 
 class HitlRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     interrupt_id: str = Field(min_length=1)
-    decisions: list[DecisionIn] = Field(min_length=1, max_length=1)
+    decisions: list[Decision] = Field(min_length=1, max_length=1)
 
 
 class ChatResponse(BaseModel):

@@ -7,12 +7,14 @@ from dependency_injector.wiring import inject
 from fastapi import APIRouter, Query, Response
 
 from dataagent.adapters.http.deps import Principal, Sessions
+from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, MessageList, MessageOut, SessionInfo, SessionList
 from dataagent.domain.models import MessagePageQuery
 
-router = APIRouter(tags=["sessions"], responses={
-    401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody},
+router = APIRouter(tags=["sessions"], route_class=EdgeRoute, responses={
+    code: {"model": ErrorBody} for code in (401, 404, 422, 503)
 })
+MAX_OFFSET = 2**31 - 1  # both stores take it; beyond, MySQL's LIMIT overflows
 
 
 @router.get("/sessions")
@@ -21,7 +23,7 @@ async def list_sessions(
     principal: Principal,
     service: Sessions,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionList:
     """The caller's sessions, most recently active first."""
     sessions, total = await service.list_sessions(principal, limit, offset)
@@ -59,9 +61,11 @@ async def list_messages(
     principal: Principal,
     service: Sessions,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    after: Annotated[str | None, Query(description="message_id cursor: the messages after it")] = None,
-    before: Annotated[str | None, Query(description="message_id cursor: the messages just before it")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    after: Annotated[str | None, Query(min_length=1, description="message_id cursor: the messages after it")] = None,
+    before: Annotated[
+        str | None, Query(min_length=1, description="message_id cursor: the messages just before it")
+    ] = None,
 ) -> MessageList:
     """The session's history, oldest first, by offset or by cursor."""
     query = MessagePageQuery(limit=limit, offset=offset, after=after, before=before)

@@ -7,17 +7,18 @@ socket's own frames from a bounded subscription (an idle writer's frames are wri
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 
 from dataagent.adapters.http.auth import presented_key
+from dataagent.adapters.http.inputs import dumps, parse_json
 from dataagent.adapters.http.schemas import event_dict, iso
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
@@ -64,13 +65,13 @@ class SocketSettings:
 def encode(event: RunEvent) -> str:
     """The event's JSON frame, encoded once and shared by every socket that sends it."""
     if event.wire is None:
-        event.wire = orjson.dumps(event_dict(event)).decode()
+        event.wire = dumps(event_dict(event)).decode()
     return event.wire
 
 
 def local_frame(session_id: str, event_type: str, data: dict[str, Any], run_id: str | None = None) -> str:
     """A frame for one socket only (connected, pong, errors about its own frames): it carries no seq."""
-    return orjson.dumps({
+    return dumps({
         "event_type": event_type, "data": data, "timestamp": iso(datetime.now(UTC)),
         "session_id": session_id, "run_id": run_id,
     }).decode()
@@ -338,9 +339,9 @@ class _Connection:
 
     async def _handle(self, subscription: Subscription, raw: str) -> None:
         try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            subscription.put_local(error_frame(self.sid, "validation_error", "frame is not valid JSON"))
+            frame = parse_json(raw)
+        except json.JSONDecodeError as exc:
+            subscription.put_local(error_frame(self.sid, "validation_error", f"frame is not valid JSON: {exc.msg}"))
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         payload = frame.get("payload", {}) if isinstance(frame, dict) else None

@@ -48,7 +48,7 @@ from dataagent.adapters.redis.codec import (
     LAST_SEQ,
     RENEW,
     decode_event,
-    encode_event,
+    encode_events,
     floor_seq,
     replay_from,
 )
@@ -222,7 +222,7 @@ class RedisRunBroker:
             last = events[-1].seq if events else channel.seq
             keys = [self._k("ev", sid), self._k("seq", sid)]
             args: list[Any] = [
-                self.owner, orjson.dumps([encode_event(e) for e in events]) if events else "", f"{last}-0",
+                self.owner, encode_events(events) if events else "", f"{last}-0",
                 max(0, last - self._replay_events + 1), self._replay_ttl_ms, self._seq_ttl_ms, last,
             ]
             if release is not None:

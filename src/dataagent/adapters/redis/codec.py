@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from dataagent.domain.events import EventType, RunEvent
+from dataagent.domain.inputs import printable_value
+
+log = logging.getLogger("dataagent.redis")
 
 # Claim: refuse if a run holds the session; else record the run and its lease, and return the last issued seq.
 # A session's numbering starts at a clock-based floor, so a seq key that expired or a Redis that lost its data
@@ -76,6 +82,16 @@ def encode_event(event: RunEvent) -> dict[str, Any]:
     # the time in whole microseconds: every process shows the event with the very same timestamp
     return {"t": event.event_type, "d": event.data, "r": event.run_id, "s": event.seq,
             "us": (event.timestamp - _EPOCH) // _MICROSECOND}
+
+
+def encode_events(events: list[RunEvent]) -> bytes:
+    """A batch of events as the JSON of a stream entry; never raises (bad text or values are replaced)."""
+    batch = [encode_event(e) for e in events]
+    try:
+        return orjson.dumps(batch)
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, too deep, an integer beyond 64 bits
+        log.warning("events could not be encoded as they are; bad text or values replaced")
+        return orjson.dumps(printable_value(batch), default=str)
 
 
 def decode_event(session_id: str, raw: dict[str, Any]) -> RunEvent:

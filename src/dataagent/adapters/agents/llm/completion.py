@@ -15,6 +15,7 @@ import openai
 
 from dataagent.adapters.agents.llm.config import LlmConfig, endpoint
 from dataagent.adapters.agents.llm.failures import failure_message, is_transient, redact, retry_delay
+from dataagent.domain.inputs import TextJoiner, valid_text
 from dataagent.domain.models import TokenUsage
 
 log = logging.getLogger("dataagent.llm")
@@ -115,6 +116,7 @@ class Completions:
         stream = await self._client.chat.completions.create(
             model=self._config.model, stream=True, stream_options={"include_usage": True}, **params,
         )
+        joiner = TextJoiner()  # a surrogate pair split across two chunks is joined; lone ones become U+FFFD
         try:
             async for chunk in stream:
                 if chunk.usage is not None:
@@ -124,15 +126,21 @@ class Completions:
                     continue
                 choice = chunk.choices[0]
                 delta = choice.delta
-                if delta is not None and delta.content:
-                    turn.text.append(delta.content)
-                    yield delta.content
+                text = joiner.feed(delta.content) if delta is not None and delta.content else ""
+                if text:
+                    turn.text.append(text)
+                    yield text
                 for fragment in (delta.tool_calls if delta is not None else None) or ():
                     function = fragment.function
                     turn.add_fragment(fragment.index, fragment.id, function.name if function else None,
                                       function.arguments if function else None)
                 if choice.finish_reason:
                     turn.finish_reason = choice.finish_reason
+            if rest := joiner.flush():
+                turn.text.append(rest)
+                yield rest
+            for call in turn.calls:
+                call.name, call.arguments = valid_text(call.name), valid_text(call.arguments)
         finally:
             await _close(stream)
 

@@ -13,6 +13,7 @@ from dataagent.adapters.agents.sql import QueryResult, SqlAnalysis, SqlToolError
 from dataagent.adapters.agents.sql_step import SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.chart_proposals import ChartProposalError, chart_from_proposal, describe
+from dataagent.domain.inputs import printable_value
 
 _KNOWN = f"{LIST_TABLES}, {DESCRIBE_TABLE}, {RUN_SQL} and {PROPOSE_CHART}"
 
@@ -47,8 +48,8 @@ class DataTools:
 
     async def prepare(self, draft: ToolCallDraft) -> PreparedCall:
         try:
-            args = json.loads(draft.arguments) if draft.arguments.strip() else {}
-        except ValueError as exc:
+            args = printable_value(json.loads(draft.arguments)) if draft.arguments.strip() else {}
+        except (ValueError, RecursionError) as exc:
             problem = f"The arguments of {draft.name} are not valid JSON ({exc}); call it again with a JSON object."
             return PreparedCall(draft.id, draft.name, {"arguments": draft.arguments[:2000]}, problem)
         if not isinstance(args, dict):
