@@ -30,7 +30,7 @@ from tests.support import KEY_A, KEY_B, ServerProcess, WsClient, live_server, ma
 pytestmark = pytest.mark.integration
 
 ENDS = ["delete", "expire"]
-TIMEOUT_S = 1.0  # the idle timeout of the expiry variants (the sweep runs every 0.1 s)
+TIMEOUT_S = 2.0  # the idle timeout of the expiry variants (the sweep runs every 0.1 s)
 
 
 @dataclass

@@ -203,6 +203,11 @@ class RunBroker(Protocol):
         """The session's active run id, wherever it runs."""
         ...
 
+    async def drop_session(self, session_id: str) -> None:
+        """The session was deleted or expired: on every process, its subscriptions fail with SessionNotFoundError
+        (after what they hold) and its held events go; later seqs of the id lie above all it issued, with a gap."""
+        ...
+
     async def send_control(self, control: RunControl) -> None:
         """Deliver `control` to the process that owns the run."""
         ...

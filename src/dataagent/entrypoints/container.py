@@ -7,7 +7,8 @@ import logging
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
-from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
+from dataagent.adapters.http.watchdog import SendWatchdog
+from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
@@ -138,7 +139,9 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(ChatSettings, max_message_chars=settings.provided.max_message_chars),
     )
-    session_service = providers.Factory(SessionService, repository=repository, runs=run_manager, clock=clock)
+    session_service = providers.Factory(
+        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker
+    )
     status_service = providers.Singleton(
         StatusService,
         repository=repository,
