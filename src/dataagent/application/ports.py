@@ -55,6 +55,10 @@ class SessionRepository(Protocol):
         """Record the session's active run and pending approval; `touched_at` moves last_active."""
         ...
 
+    async def list_active_runs(self) -> list[tuple[str, str]]:
+        """(session_id, active_run_id) of every session that records an active run."""
+        ...
+
     async def clear_run_states(self) -> int:
         """Forget every session's active run and pending approval (the runs died with their process)."""
         ...

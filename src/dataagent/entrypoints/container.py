@@ -19,6 +19,7 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.ports import AgentEngine
+from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
@@ -156,12 +157,16 @@ async def start_services(container: Container) -> None:
     """Connect what needs connecting before the first request (store schema, broker).
 
     With the local broker this process is the only one running answers, so run state left in the store by
-    a previous process (which died with its runs) is cleared; shared brokers must not do that.
+    a previous process (which died with its runs) is cleared, and each answer it cut off is stored as failed
+    (reason `interrupted`); shared brokers must not do that (their failover stores it as `worker_lost`).
     """
     settings: Settings = container.settings()
     repository = container.repository()
     await repository.start()
     if settings.broker == "local":
+        interrupted = await close_interrupted_runs(repository, container.clock(), container.ids())
+        if interrupted:
+            log.warning("stored %d answers cut off by the end of a previous process as failed", interrupted)
         cleared = await repository.clear_run_states()
         if cleared:
             log.warning("cleared the active run of %d sessions left by a previous process", cleared)
