@@ -187,8 +187,17 @@ async def test_a_reused_id_replays_none_of_the_old_owners_events_on_the_mysql_st
 # -- a process that missed the news: ownership is read on every frame and at every run's start ------------------
 
 
+STALE_FRAMES = {
+    "chat": {"message": "alice's stale question"},
+    "cancel": {},
+    "hitl_decision": {"interrupt_id": "int_x", "decisions": [{"type": "approve"}]},
+    "resume": {"after_seq": 0},
+}
+
+
+@pytest.mark.parametrize("frame", list(STALE_FRAMES))
 @pytest.mark.parametrize("store", ["memory", pytest.param("mysql", marks=pytest.mark.mysql)])
-async def test_a_stale_socket_never_chats_into_the_new_owners_session(store: str) -> None:
+async def test_a_stale_socket_never_acts_in_the_new_owners_session(store: str, frame: str) -> None:
     async with server(store, "delete") as srv, srv.rest.client(KEY_B) as bob, srv.rest.client(KEY_A) as alice:
         sid = new_sid()
         assert (await alice.post("/api/v1/chat", json={"message": "hi", "session_id": sid})).status_code == 200
@@ -199,7 +208,7 @@ async def test_a_stale_socket_never_chats_into_the_new_owners_session(store: str
             assert await srv.repository.delete_session(sid)
             now = datetime.now(UTC)
             await srv.repository.get_or_create_session(Session(sid, "bob", "bob's", now, now))
-            await wa.send("chat", message="alice's stale question")
+            await wa.send(frame, **STALE_FRAMES[frame])
             code, frames = await closed_with(wa)
             assert_gone(code, frames)
         assert await history(bob, sid) == []
