@@ -205,6 +205,16 @@ async def test_clear_run_states_forgets_every_active_run_and_pending_approval(re
     assert await repo.clear_run_states() == 0
 
 
+async def test_list_active_runs_names_each_session_that_records_one(repo: SessionRepository) -> None:
+    for sid in ("idle", "running", "waiting"):
+        await repo.get_or_create_session(new_session(sid))
+    await repo.set_run_state("running", active_run_id="run_1", pending_interrupt=None)
+    await repo.set_run_state("waiting", active_run_id="run_2", pending_interrupt={"interrupt_id": "i"})
+    assert sorted(await repo.list_active_runs()) == [("running", "run_1"), ("waiting", "run_2")]
+    await repo.clear_run_states()
+    assert await repo.list_active_runs() == []
+
+
 async def test_delete_session_removes_its_messages_and_approvals(repo: SessionRepository) -> None:
     ids = await seeded(repo, "s1", 4)
     await repo.save_interrupt(approval("s1", "int_1"))

@@ -408,13 +408,20 @@ async def test_clients_may_choose_ids_and_the_first_chat_creates_the_session() -
 
 
 
-async def test_a_socket_whose_session_was_deleted_meanwhile_creates_it_again_on_its_next_chat() -> None:
-    async with live_server() as srv, ws_connect(srv, "again") as ws, srv.client() as rest:
-        await ws.recv()
-        await ws.send("chat", message="first")
-        await ws.until("done")
-        assert (await rest.delete("/api/v1/sessions/again")).status_code == 204
-        await ws.send("chat", message="second")
-        assert (await ws.until("done"))[-1]["data"]["status"] == "completed"
+async def test_a_socket_whose_session_was_deleted_is_closed_with_4404_and_a_new_socket_creates_it_again() -> None:
+    async with live_server() as srv, srv.client() as rest:
+        async with ws_connect(srv, "again") as ws:
+            await ws.recv()
+            await ws.send("chat", message="first")
+            await ws.until("done")
+            assert (await rest.delete("/api/v1/sessions/again")).status_code == 204
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.until("never")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+            assert ws.frames[-1]["data"]["error_code"] == "session_not_found"
+        async with ws_connect(srv, "again") as ws:
+            await ws.recv()
+            await ws.send("chat", message="second")
+            assert (await ws.until("done"))[-1]["data"]["status"] == "completed"
         messages = (await rest.get("/api/v1/sessions/again/messages")).json()["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant"] and messages[0]["content"] == "second"

@@ -31,4 +31,5 @@ def build_core(
     broker = InMemoryRunBroker(replay_events=replay_events)
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))
-    return Core(repo, broker, runs, ChatService(repo, broker, runs, clock, ids), SessionService(repo, runs, clock))
+    chat = ChatService(repo, broker, runs, clock, ids)
+    return Core(repo, broker, runs, chat, SessionService(repo, runs, clock, broker))

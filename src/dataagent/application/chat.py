@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,17 +109,13 @@ class ChatService:
         message: str,
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
-        known_owner: bool = False,
     ) -> ChatRun:
         """Start a run and return at once; its events go to the session's subscribers.
 
-        `known_owner`: the caller has seen the session exist and belong to `principal` (a socket on it), so it
-        is not read again: an owner never changes, and a session deleted or expired since is created again."""
+        The session's owner is read on every call, never taken from the caller: a session may have been
+        deleted or expired since, and its id taken by another principal."""
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
-        if known_owner and session_id:
-            with contextlib.suppress(SessionNotFoundError):
-                return await self._runs.start_run(session_id, question, extra)
         session = await self.open_session(principal, session_id, question)
         return await self._runs.start_run(session.session_id, question, extra)
 

@@ -55,6 +55,10 @@ class SessionRepository(Protocol):
         """Record the session's active run and pending approval; `touched_at` moves last_active."""
         ...
 
+    async def list_active_runs(self) -> list[tuple[str, str]]:
+        """(session_id, active_run_id) of every session that records an active run."""
+        ...
+
     async def clear_run_states(self) -> int:
         """Forget every session's active run and pending approval (the runs died with their process)."""
         ...
@@ -201,6 +205,11 @@ class RunBroker(Protocol):
 
     async def active_run(self, session_id: str) -> str | None:
         """The session's active run id, wherever it runs."""
+        ...
+
+    async def drop_session(self, session_id: str) -> None:
+        """The session was deleted or expired: on every process, its subscriptions fail with SessionNotFoundError
+        (after what they hold) and its held events go; later seqs of the id lie above all it issued, with a gap."""
         ...
 
     async def send_control(self, control: RunControl) -> None:

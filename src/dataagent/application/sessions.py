@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import timedelta
 
-from dataagent.application.ports import Clock, SessionRepository
+from dataagent.application.ports import Clock, RunBroker, SessionRepository
 from dataagent.application.runs import RunManager
-from dataagent.domain.errors import NoActiveRunError, SessionNotFoundError
+from dataagent.domain.errors import DataAgentError, NoActiveRunError, SessionNotFoundError
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
+
+log = logging.getLogger("dataagent.sessions")
 
 EXPIRY_BATCH = 500
 
 
 class SessionService:
-    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock) -> None:
+    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: RunBroker) -> None:
         self._repo = repository
         self._runs = runs
         self._clock = clock
+        self._broker = broker
 
     async def list_sessions(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
         return await self._repo.list_sessions(principal, limit, offset)
@@ -29,12 +33,13 @@ class SessionService:
         return session
 
     async def delete(self, principal: str, session_id: str) -> None:
-        """Cancel a running answer, then delete the session and its messages."""
+        """Cancel a running answer, then delete the session and its messages; its sockets and events go too."""
         session = await self.get(principal, session_id)
         if session.active_run_id is not None:
             with contextlib.suppress(NoActiveRunError):
                 await self._runs.cancel(session_id, reason="session_deleted")
         await self._repo.delete_session(session_id)
+        await self._forget([session_id])
 
     async def messages(self, principal: str, session_id: str, query: MessagePageQuery) -> MessagePage:
         await self.get(principal, session_id)
@@ -46,6 +51,16 @@ class SessionService:
         expired: list[str] = []
         while True:
             batch = await self._repo.delete_idle_sessions(cutoff, EXPIRY_BATCH)
+            await self._forget(batch)
             expired.extend(batch)
             if len(batch) < EXPIRY_BATCH:
                 return expired
+
+    async def _forget(self, session_ids: list[str]) -> None:
+        """A session gone from the store takes its sockets (4404), replay buffer and channel with it, on every
+        process, so that a later session with the same id shares nothing with it."""
+        for session_id in session_ids:
+            try:
+                await self._broker.drop_session(session_id)
+            except DataAgentError as exc:  # its sockets still fail the ownership check of every acting frame
+                log.warning("session %s is gone but its sockets could not be told: %s", session_id, exc.code)

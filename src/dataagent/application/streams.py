@@ -35,7 +35,7 @@ class Subscription:
 
     __slots__ = (
         "replayed", "recovered", "floor", "_queue", "_maxsize", "_state", "_on_close", "_waiter", "on_overflow",
-        "direct",
+        "direct", "_error",
     )
 
     def __init__(
@@ -50,7 +50,8 @@ class Subscription:
         self.floor = 0  # events numbered at or below it were replayed (or the client had them): not again
         self._queue: list[Item] = []
         self._maxsize = maxsize
-        self._state = "open"  # open | overflowed | closed
+        self._state = "open"  # open | overflowed | closed | failed
+        self._error: DataAgentError | None = None
         self._on_close = on_close
         self._waiter: asyncio.Future[None] | None = None
         self.on_overflow: Callable[[], None] | None = None
@@ -99,6 +100,8 @@ class Subscription:
             raise SlowConsumerError()
         if self._state == "closed":
             raise SubscriptionClosedError()
+        if self._error is not None:
+            raise self._error
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -107,6 +110,18 @@ class Subscription:
     @property
     def overflowed(self) -> bool:
         return self._state == "overflowed"
+
+    def fail(self, error: DataAgentError) -> None:
+        """End delivery with `error` (the session is gone): what is queued is still read, then `get_batch`
+        raises it; nothing more is taken. Detaches from the broker."""
+        if self._state != "open":
+            return
+        self._state = "failed"
+        self._error = error
+        self._wake()
+        if self._on_close is not None:
+            self._on_close(self)
+            self._on_close = None
 
     def close(self) -> None:
         """Stop delivery and detach from the broker; a waiting reader gets SubscriptionClosedError."""

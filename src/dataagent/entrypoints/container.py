@@ -7,7 +7,8 @@ import logging
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
-from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
+from dataagent.adapters.http.watchdog import SendWatchdog
+from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
@@ -18,6 +19,7 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.ports import AgentEngine
+from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
@@ -143,7 +145,9 @@ class Container(containers.DeclarativeContainer):
                                           max_bytes=settings.provided.max_json_bytes),
         ),
     )
-    session_service = providers.Factory(SessionService, repository=repository, runs=run_manager, clock=clock)
+    session_service = providers.Factory(
+        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker
+    )
     status_service = providers.Singleton(
         StatusService,
         repository=repository,
@@ -158,12 +162,16 @@ async def start_services(container: Container) -> None:
     """Connect what needs connecting before the first request (store schema, broker).
 
     With the local broker this process is the only one running answers, so run state left in the store by
-    a previous process (which died with its runs) is cleared; shared brokers must not do that.
+    a previous process (which died with its runs) is cleared, and each answer it cut off is stored as failed
+    (reason `interrupted`); shared brokers must not do that (their failover stores it as `worker_lost`).
     """
     settings: Settings = container.settings()
     repository = container.repository()
     await repository.start()
     if settings.broker == "local":
+        interrupted = await close_interrupted_runs(repository, container.clock(), container.ids())
+        if interrupted:
+            log.warning("stored %d answers cut off by the end of a previous process as failed", interrupted)
         cleared = await repository.clear_run_states()
         if cleared:
             log.warning("cleared the active run of %d sessions left by a previous process", cleared)

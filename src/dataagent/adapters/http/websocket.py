@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from dataagent.adapters.http.auth import presented_key
 from dataagent.adapters.http.inputs import dumps, parse_json
 from dataagent.adapters.http.schemas import event_dict, iso
+from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
@@ -31,9 +32,10 @@ from dataagent.domain.errors import (
     InterruptNotFoundError,
     InvalidInputError,
     NoActiveRunError,
+    SessionNotFoundError,
     StoreUnavailableError,
 )
-from dataagent.domain.events import RunEvent
+from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.models import SESSION_ID_PATTERN
 
 try:  # uvicorn's default WebSocket protocol: its frames can be written without awaiting (see _send_now)
@@ -53,6 +55,7 @@ CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TRY_AGAIN = 1013
 CLOSE_TOO_BIG = 1009
 RAW_SEND_KEY = "dataagent.raw_send"
+RUN_STARTED = EventType.RUN_STARTED.value  # each run's first event: the writer checks the owner again there
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,44 +82,6 @@ def local_frame(session_id: str, event_type: str, data: dict[str, Any], run_id: 
 
 def error_frame(session_id: str, code: str, message: str, recoverable: bool = True) -> str:
     return local_frame(session_id, "error", {"error_code": code, "message": message, "recoverable": recoverable})
-
-
-class SendWatchdog:
-    """Drops sockets whose send has been blocked too long (the peer reads nothing, not even pings).
-
-    A timer per send would cost ~10% of the CPU when streaming; one task checks every open socket each second.
-    """
-
-    def __init__(self) -> None:
-        self._connections: set[_Connection] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    def watch(self, connection: "_Connection") -> None:
-        self._connections.add(connection)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="ws-send-watchdog")
-
-    def forget(self, connection: "_Connection") -> None:
-        self._connections.discard(connection)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while self._connections:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for connection in list(self._connections):
-                started = connection.send_started
-                if started is not None and now - started > connection.settings.send_timeout_s:
-                    log.info("session %s: a send blocked %.0f s, the peer is gone; dropping it",
-                             connection.sid, now - started)
-                    self._connections.discard(connection)
-                    connection.drop()
 
 
 @router.websocket("/ws/chat/{session_id}")
@@ -172,7 +137,7 @@ class _Connection:
         self.capacity = capacity
         self.settings = settings
         self.subscription: Subscription | None = None
-        self.owned = False  # the session exists and is ours (else it may be created by our first chat)
+        self.owned = False  # for delivery only: the session was ours at the last check (each run's start)
         self.replay_floor: int | None = None  # seqs at and above it were sent (or are queued) to this socket
         self._released = False
         self.send_started: float | None = None  # while a send is in progress: when it began (for the watchdog)
@@ -244,10 +209,10 @@ class _Connection:
         await self.ws.close(CLOSE_TRY_AGAIN, f"{exc.code}: try again later")
 
     async def _is_ours(self) -> bool:
-        """True once the session exists and belongs to this socket's principal."""
-        if not self.owned:
-            session = await self.chat.peek_session(self.sid)
-            self.owned = session is not None and session.is_owned_by(self.principal)
+        """Whether the session exists and belongs to this socket's principal, read now (never cached: a session
+        may be deleted or expire, and its id be taken by another principal)."""
+        session = await self.chat.peek_session(self.sid)
+        self.owned = session is not None and session.is_owned_by(self.principal)
         return self.owned
 
     # -- writer -------------------------------------------------------------------------------------
@@ -265,11 +230,16 @@ class _Connection:
                 self.send_started = time.monotonic()  # the watchdog drops a batch blocked for send_timeout_s
                 for item in batch:  # the hot path: one frame per event, no extra coroutine layers
                     if not isinstance(item, str):
-                        if not self.owned and not await self._claim_ownership():
-                            continue
+                        if not self.owned or item.event_type == RUN_STARTED:
+                            await self._claim_ownership()
                         item = encode(item)
                     await send({"type": "websocket.send", "text": item})
                 self.send_started = None
+        except SessionNotFoundError:  # deleted, expired, or not ours: PROTOCOL.md, close 4404
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
+                await self._send_message({"type": "websocket.close", "code": CLOSE_NOT_FOUND,
+                                          "reason": "session_not_found"})
         except SlowConsumerError:
             await self._send_message({"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER,
                                       "reason": "slow_consumer: reconnect with after_seq"})
@@ -289,7 +259,7 @@ class _Connection:
                     or not protocol.handshake_complete or protocol.initial_response is not None:
                 return False
             if not isinstance(item, str):
-                if not self.owned:
+                if not self.owned or item.event_type == RUN_STARTED:
                     return False
                 item = encode(item)
             protocol.conn.send_text(item.encode())
@@ -301,13 +271,11 @@ class _Connection:
             pass
         return True
 
-    async def _claim_ownership(self) -> bool:
-        """The session did not exist at connect: check, on its first event, that it is ours."""
-        if await self._is_ours():
-            return True
-        await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
-        await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
-        raise SubscriptionClosedError()
+    async def _claim_ownership(self) -> None:
+        """At each run's start (and at the first event of a session that did not exist at connect): the session
+        must be ours, else SessionNotFoundError (the writer closes with 4404)."""
+        if not await self._is_ours():
+            raise SessionNotFoundError()
 
     async def _send(self, text: str) -> None:
         await self._send_message({"type": "websocket.send", "text": text})
@@ -360,24 +328,36 @@ class _Connection:
         metadata = payload.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInputError("metadata must be an object")
-        await self.chat.start(self.principal, payload.get("message"), self.sid, metadata,  # type: ignore[arg-type]
-                              known_owner=self.owned)
+        try:
+            await self.chat.start(self.principal, payload.get("message"), self.sid, metadata)  # type: ignore[arg-type]
+        except SessionNotFoundError:
+            subscription.fail(SessionNotFoundError())  # the id is another principal's now: close 4404
+            return
         self.owned = True
 
-    async def _require_session(self, missing: DataAgentError) -> None:
+    async def _check_frame(self, subscription: Subscription) -> bool:
+        """Every acting frame reads the session's owner: True if ours, False if nobody uses the id; another
+        principal's (deleted or expired, and the id taken since) fails the socket (4404) and the frame."""
+        session = await self.chat.peek_session(self.sid)
+        if session is not None and not session.is_owned_by(self.principal):
+            subscription.fail(SessionNotFoundError())
+            raise SessionNotFoundError()
+        return session is not None
+
+    async def _require_session(self, subscription: Subscription, missing: DataAgentError) -> None:
         """An id nobody uses yet has no run and no approval: say so rather than session_not_found."""
-        if not self.owned and await self.chat.peek_session(self.sid) is None:
+        if not await self._check_frame(subscription):
             raise missing
 
     async def _on_decision(self, subscription: Subscription, payload: dict[str, Any]) -> None:
-        await self._require_session(InterruptNotFoundError("No approval is pending in this session"))
+        await self._require_session(subscription, InterruptNotFoundError("No approval is pending in this session"))
         interrupt_id = payload.get("interrupt_id")
         if interrupt_id is not None and not isinstance(interrupt_id, str):
             raise InvalidInputError("interrupt_id must be a string")
         await self.chat.decide(self.principal, self.sid, interrupt_id, payload.get("decisions"))
 
     async def _on_cancel(self, subscription: Subscription, payload: dict[str, Any]) -> None:
-        await self._require_session(NoActiveRunError())
+        await self._require_session(subscription, NoActiveRunError())
         run_id = payload.get("run_id")
         await self.chat.cancel(self.principal, self.sid, run_id if isinstance(run_id, str) else None, wait=False)
 
@@ -388,7 +368,7 @@ class _Connection:
         after_seq = payload.get("after_seq")
         if not isinstance(after_seq, int) or isinstance(after_seq, bool):
             raise InvalidInputError("after_seq must be an integer")
-        if not await self._is_ours():
+        if not await self._check_frame(subscription):
             return
         held, complete = await self.broker.replay(self.sid, after_seq)
         floor = self.replay_floor if self.replay_floor is not None else after_seq + 1

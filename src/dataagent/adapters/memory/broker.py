@@ -12,6 +12,7 @@ from typing import Any
 
 from dataagent.application.ports import ControlHandler, FinalEvent, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
+from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import EventType, RunEvent
 
 SWEEP_INTERVAL_S = 30.0
@@ -63,13 +64,14 @@ class InMemoryRunBroker:
         self._replay_events = replay_events
         self._replay_ttl_s = replay_ttl_s
         self._channels: dict[str, _Channel] = {}
+        self._forgotten_seq = 0  # the highest seq of a channel dropped or forgotten: new channels start above it
         self._handler: ControlHandler | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     def _channel(self, session_id: str) -> _Channel:
         channel = self._channels.get(session_id)
         if channel is None:
-            channel = _Channel(_seq_base(), deque(maxlen=self._replay_events))
+            channel = _Channel(max(_seq_base(), self._forgotten_seq + 1), deque(maxlen=self._replay_events))
             self._channels[session_id] = channel
         return channel
 
@@ -133,6 +135,20 @@ class InMemoryRunBroker:
         channel = self._channels.get(session_id)
         return channel.active_run if channel else None
 
+    async def drop_session(self, session_id: str) -> None:
+        channel = self._channels.get(session_id)
+        if channel is None:
+            return
+        for subscriber in list(channel.subscribers):
+            subscriber.fail(SessionNotFoundError())
+        if channel.active_run is None:
+            del self._channels[session_id]
+            self._forgotten_seq = max(self._forgotten_seq, channel.seq)
+        else:  # a run that did not stop in time keeps its claim until it ends; its held events go all the same
+            channel.held.clear()
+            channel.seq += 1
+            channel.run_start_seq = None
+
     @property
     def lease_renew_interval_s(self) -> float | None:
         return None  # one process: a run cannot outlive its owner
@@ -175,7 +191,7 @@ class InMemoryRunBroker:
             if not c.subscribers and c.active_run is None and now - c.last_used > self._replay_ttl_s
         ]
         for sid in stale:
-            del self._channels[sid]
+            self._forgotten_seq = max(self._forgotten_seq, self._channels.pop(sid).seq)
         return len(stale)
 
     async def _sweep_forever(self) -> None:

@@ -70,6 +70,9 @@ class InMemorySessionRepository:
         if touched_at is not None:
             entry.session.last_active = max(entry.session.last_active, touched_at)
 
+    async def list_active_runs(self) -> list[tuple[str, str]]:
+        return [(sid, e.session.active_run_id) for sid, e in self._entries.items() if e.session.active_run_id]
+
     async def clear_run_states(self) -> int:
         cleared = 0
         for entry in self._entries.values():

@@ -123,6 +123,15 @@ class MySqlSessionRepository:
 
         await transaction(self._engine, work, "set_run_state")
 
+    async def list_active_runs(self) -> list[tuple[str, str]]:
+        async def work(conn: AsyncConnection, attempt: int) -> list[tuple[str, str]]:
+            found = await conn.execute(
+                select(sessions.c.session_id, sessions.c.active_run_id).where(sessions.c.active_run_id.is_not(None))
+            )
+            return [(str(sid), str(run_id)) for sid, run_id in found]
+
+        return await transaction(self._engine, work, "list_active_runs")
+
     async def clear_run_states(self) -> int:
         async def work(conn: AsyncConnection, attempt: int) -> int:
             result = await conn.execute(

@@ -11,6 +11,7 @@ Keys (prefix `da:` by default, DATAAGENT_REDIS_PREFIX):
 - `watch:{sid}`  the processes watching the session from elsewhere (a sorted set scored by expiry);
 - `ctl:{owner}`  the pub/sub channel of one process: cancels and approval decisions for its runs (and word
                  that another process now watches one of its sessions).
+- `ctl`          the pub/sub channel of every process: a session was deleted or expired (drop its sockets).
 
 Redis stays off the per-token path: events go to local subscribers at once and to the stream in batches
 (one script call per session per flush). A session that another process watches is flushed every
@@ -44,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dataagent.adapters.redis.codec import (
     CLAIM,
+    DROP,
     FLUSH,
     LAST_SEQ,
     RENEW,
@@ -55,7 +57,7 @@ from dataagent.adapters.redis.codec import (
 from dataagent.application.ports import ControlHandler, FinalEvent, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import Decision
-from dataagent.domain.errors import BrokerUnavailableError
+from dataagent.domain.errors import BrokerUnavailableError, SessionNotFoundError
 from dataagent.domain.events import RunEvent
 
 log = logging.getLogger("dataagent.redis")
@@ -125,6 +127,7 @@ class RedisRunBroker:
         self._flush_script = self._redis.register_script(FLUSH)
         self._renew = self._redis.register_script(RENEW)
         self._last_seq = self._redis.register_script(LAST_SEQ)
+        self._drop = self._redis.register_script(DROP)
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -447,6 +450,25 @@ class RedisRunBroker:
         value = await self._call(self._redis.get(self._k("run", session_id)))
         return value.decode().split("|", 1)[0] if value else None
 
+    async def drop_session(self, session_id: str) -> None:
+        keys = [self._k("ev", session_id), self._k("seq", session_id), self._k("watch", session_id)]
+        base = int(await self._call(self._drop(keys=keys, args=[floor_seq(), self._seq_ttl_ms])))
+        self._drop_local(session_id, base)
+        payload = orjson.dumps({"kind": "drop", "session_id": session_id, "seq": base})
+        await self._call(self._redis.publish(self._k("ctl"), payload))  # every process, this one included
+
+    def _drop_local(self, session_id: str, base: int) -> None:
+        """Fail this process's subscribers of a dropped session and forget its state; a channel already past
+        `base` belongs to the id's next life (its stale sockets are caught by their ownership check)."""
+        channel = self._channels.get(session_id)
+        if channel is None or channel.seq >= base:
+            return
+        for subscriber in list(channel.subscribers):
+            subscriber.fail(SessionNotFoundError())
+        if not channel.publishing and channel.release is None:
+            del self._channels[session_id]
+            self._dirty.discard(session_id)
+
     @property
     def lease_renew_interval_s(self) -> float | None:
         return self._lease_ms / 3000
@@ -562,7 +584,7 @@ class RedisRunBroker:
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self._k("ctl", self.owner))
+                    await pubsub.subscribe(self._k("ctl", self.owner), self._k("ctl"))  # its own; everyone's
                     async for message in pubsub.listen():
                         try:
                             await self._on_message(message)
@@ -575,6 +597,9 @@ class RedisRunBroker:
         if message.get("type") != "message":
             return
         raw = orjson.loads(message["data"])
+        if raw.get("kind") == "drop":
+            self._drop_local(raw["session_id"], int(raw["seq"]))
+            return
         if raw.get("kind") == "watch":
             channel = self._channels.get(raw["session_id"])
             if channel is not None:

@@ -32,12 +32,16 @@ return tonumber(redis.call('GET', KEYS[3]) or ARGV[4])
 # [, claim value, lease member, ckpt ttl]. Returns 1, or 0 if the stream had moved past the batch (dropped).
 FLUSH = """
 local written = 1
-if ARGV[2] ~= '' then
-  local ok = redis.pcall('XADD', KEYS[1], 'MINID', ARGV[4], ARGV[3], 'o', ARGV[1], 'e', ARGV[2])
-  if type(ok) == 'table' and ok.err then written = 0 end
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[2] ~= '' then
+  if tonumber(ARGV[7]) <= last and redis.call('EXISTS', KEYS[1]) == 0 then
+    written = 0  -- a late batch of a dropped session (see DROP): never into the new life of its id
+  else
+    local ok = redis.pcall('XADD', KEYS[1], 'MINID', ARGV[4], ARGV[3], 'o', ARGV[1], 'e', ARGV[2])
+    if type(ok) == 'table' and ok.err then written = 0 end
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
+end
 if tonumber(ARGV[7]) > last then
   redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[6])
 else
@@ -62,6 +66,17 @@ end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 return 1
+"""
+# Drop: a session deleted or expired loses its stream (the replay buffer) and its watchers; its seq counter moves
+# to max(last, floor) + 1, so the next life of the id numbers from there: above, and not next to, every old seq.
+# KEYS: ev, seq, watch; ARGV: floor, seq ttl. Returns the counter's new value.
+DROP = """
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1]) end
+local base = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[3])
+return base
 """
 # The last issued seq of a session, starting its numbering at the floor if it has none.
 LAST_SEQ = """
