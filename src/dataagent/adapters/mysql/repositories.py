@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dataagent.adapters.mysql import rows
 from dataagent.adapters.mysql.appends import Appender
 from dataagent.adapters.mysql.engine import (
-    DRIVER_ERRORS,
     EngineOptions,
     build_engine,
     describe,
     error_code,
+    is_store_failure,
     transaction,
 )
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
@@ -65,7 +65,9 @@ class MySqlSessionRepository:
         try:
             async with self._engine.begin() as conn:
                 self.server = await ensure_schema(conn)
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
             raise StoreUnavailableError(f"cannot use MySQL at {self._where}: {describe(exc)}") from exc
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -250,7 +252,9 @@ class MySqlSessionRepository:
         try:
             async with self._engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
             raise StoreUnavailableError(f"The session store is unavailable ({describe(exc)})") from exc
 
     async def close(self) -> None:
