@@ -6,9 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dataagent.adapters.mysql.engine import EngineOptions, build_engine, driver_cursor, transaction
+from dataagent.domain.errors import StoreUnavailableError
 from tests.integration.test_mysql_server import mysql_settings
-from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
+from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, database_url, fresh_database
 from tests.support import LiveServer, live_server, wait_for_active_run, wait_for_health, ws_connect
 from tests.tcp_proxy import TcpProxy
 
@@ -84,3 +88,24 @@ async def test_after_a_reset_outage_cancel_and_delete_act_on_the_session_again()
             assert (await c.get("/api/v1/sessions/rst")).status_code == 404
             again = await c.post("/api/v1/chat", json={"message": "a new start", "session_id": "rst"})
             assert again.status_code == 200 and again.json()["status"] == "completed", again.text
+
+
+async def test_a_bug_inside_a_store_transaction_is_not_hidden_as_store_unavailable() -> None:
+    async with fresh_database() as db:
+        engine = build_engine(database_url(db), EngineOptions())
+
+        async def buggy(conn: AsyncConnection, attempt: int) -> None:
+            await conn.execute(text("SELECT 1"))
+            raise IndexError("a bug of ours, after a query")
+
+        async def bad_parameter(conn: AsyncConnection, attempt: int) -> None:
+            await (await driver_cursor(conn)).execute("SELECT %s, %s", (1,))  # one parameter short
+
+        try:
+            with pytest.raises(IndexError):
+                await transaction(engine, buggy, "buggy")
+            with pytest.raises(Exception) as raised:
+                await transaction(engine, bad_parameter, "bad_parameter")
+            assert not isinstance(raised.value, StoreUnavailableError)
+        finally:
+            await engine.dispose()
