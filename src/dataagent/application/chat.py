@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataagent.application.bounds import Bounds
 from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
@@ -50,6 +51,7 @@ class ChatService:
         clock: Clock,
         ids: IdGenerator,
         settings: ChatSettings | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -57,6 +59,7 @@ class ChatService:
         self._clock = clock
         self._ids = ids
         self._settings = settings or ChatSettings()
+        self._bounds = bounds or Bounds(repository)
 
     # -- sessions as seen by one principal ------------------------------------------------------
 
@@ -75,11 +78,13 @@ class ChatService:
         """The principal's session with this id, created if nobody uses the id (a new id if None)."""
         sid = validate_session_id(session_id) if session_id is not None else self._ids.new_id("s")
         now = self._clock.now()
-        session, _ = await self._repo.get_or_create_session(
+        session, created = await self._repo.get_or_create_session(
             Session(sid, principal, title_from(question), now, now)
         )
         if not session.is_owned_by(principal):
             raise SessionNotFoundError()
+        if created:
+            await self._bounds.admit_new_session(session)
         return session
 
     def validate_message(self, message: Any) -> str:
@@ -108,9 +113,11 @@ class ChatService:
         is not read again: an owner never changes, and a session deleted or expired since is created again."""
         question = self.validate_message(message)
         if known_owner and session_id:
+            await self._bounds.admit_question_in(session_id, question, metadata)
             with contextlib.suppress(SessionNotFoundError):
                 return await self._runs.start_run(session_id, question, metadata or {})
         session = await self.open_session(principal, session_id, question)
+        self._bounds.admit_question(session, question, metadata)
         return await self._runs.start_run(session.session_id, question, metadata or {})
 
     async def stream(
@@ -119,6 +126,7 @@ class ChatService:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
         question = self.validate_message(message)
         session = await self.open_session(principal, session_id, question)
+        self._bounds.admit_question(session, question, metadata)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:

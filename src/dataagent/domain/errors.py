@@ -62,6 +62,16 @@ class PayloadTooLargeError(DataAgentError):
     default_message = "Payload too large"
 
 
+class TooManySessionsError(DataAgentError):
+    code = "too_many_sessions"
+    default_message = "Too many sessions for this principal; delete some first"
+
+
+class SessionFullError(DataAgentError):
+    code = "session_full"
+    default_message = "This session holds as much as it may; start a new session"
+
+
 class CapacityExceededError(DataAgentError):
     code = "capacity_exceeded"
     default_message = "Server at capacity, try again later"

@@ -15,6 +15,7 @@ from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.redis.broker import RedisRunBroker
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.ports import AgentEngine
@@ -137,6 +138,12 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         settings=providers.Factory(ChatSettings, max_message_chars=settings.provided.max_message_chars),
+        bounds=providers.Factory(
+            Bounds, repository,
+            providers.Factory(SessionBounds,
+                              max_sessions_per_principal=settings.provided.max_sessions_per_principal,
+                              max_session_bytes=settings.provided.max_session_bytes),
+        ),
     )
     session_service = providers.Factory(SessionService, repository=repository, runs=run_manager, clock=clock)
     status_service = providers.Singleton(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     hitl_timeout: float = Field(300, gt=0)
     hitl_policy: Literal["always", "writes", "never"] = "always"
     max_message_chars: int = Field(32000, ge=1)
+    max_sessions_per_principal: int = Field(1000, ge=1)
+    max_session_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
     agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"

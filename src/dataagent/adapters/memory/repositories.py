@@ -12,7 +12,7 @@ from typing import Any
 
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session, stored_size
 
 
 @dataclass(slots=True)
@@ -90,6 +90,7 @@ class InMemorySessionRepository:
         entry.messages.append(stored)
         entry.index[stored.message_id] = stored.position
         entry.session.message_count = len(entry.messages)
+        entry.session.stored_bytes += stored_size(stored.content, stored.metadata)
         entry.session.last_active = max(entry.session.last_active, stored.created_at)
         if run_state is not None:
             entry.session.active_run_id = run_state.active_run_id

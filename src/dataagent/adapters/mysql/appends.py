@@ -44,11 +44,11 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # their content, about; a larger message goes
 # One append alone. The UPDATE takes the session row's lock (appends to a session queue there until the
 # commit) and hands back the new count in the OK packet as the connection's LAST_INSERT_ID: no SELECT.
 TAKE_POSITION = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), stored_bytes = stored_bytes + %s, "
     "last_active = GREATEST(last_active, CAST(%s AS DATETIME(6))) WHERE session_id = %s"
 )
 TAKE_POSITION_AND_STATE = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), stored_bytes = stored_bytes + %s, "
     "last_active = GREATEST(last_active, CAST(%s AS DATETIME(6))), active_run_id = %s, pending_interrupt = %s "
     "WHERE session_id = %s"
 )
@@ -64,6 +64,7 @@ class _Append:
     run_state: RunState | None
     size: int
     done: asyncio.Future[Message]
+    stored: int = 0  # what it adds to its session's stored_bytes
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class _SessionWrite:
     count: int
     appended: list[Message] = field(default_factory=list)
     run_state: RunState | None = None
+    stored: int = 0
 
     @property
     def last_active(self) -> datetime:
@@ -89,8 +91,8 @@ class Appender:
         self._writers: set[asyncio.Task[None]] = set()
         self._running = 0  # writers not yet past their last look at the queue (a done task may not be discarded yet)
 
-    async def append(self, message: Message, run_state: RunState | None, size: int) -> Message:
-        item = _Append(message, run_state, size, asyncio.get_running_loop().create_future())
+    async def append(self, message: Message, run_state: RunState | None, size: int, stored: int = 0) -> Message:
+        item = _Append(message, run_state, size, asyncio.get_running_loop().create_future(), stored)
         self._waiting.append(item)
         if self._running < MAX_IN_FLIGHT:
             self._running += 1
@@ -156,9 +158,9 @@ class Appender:
     def _one(item: _Append) -> Any:
         message, run_state = item.message, item.run_state
         at = utc_naive(message.created_at)
-        take, params = (TAKE_POSITION, (at, message.session_id)) if run_state is None else (
+        take, params = (TAKE_POSITION, (item.stored, at, message.session_id)) if run_state is None else (
             TAKE_POSITION_AND_STATE,
-            (at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id))
+            (item.stored, at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id))
 
         async def work(conn: AsyncConnection, attempt: int) -> Message:
             cursor = await driver_cursor(conn)
@@ -195,6 +197,7 @@ class Appender:
                     inserts.append(rows.message_params(message, write.count))
                     outcomes.append(_appended(message, write.count))
                     write.count += 1
+                    write.stored += item.stored
                     write.appended.append(message)
                     write.run_state = item.run_state or write.run_state  # the latest one counts
             if inserts:
@@ -231,8 +234,10 @@ def _update_sessions(writes: dict[str, _SessionWrite]) -> tuple[str, list[Any]]:
     sids = list(writes)
     cases = " ".join(["WHEN %s THEN %s"] * len(sids))
     sql = (f"UPDATE sessions SET message_count = CASE session_id {cases} END, "
+           f"stored_bytes = stored_bytes + CASE session_id {cases} END, "
            f"last_active = GREATEST(last_active, CAST(CASE session_id {cases} END AS DATETIME(6)))")
     params: list[Any] = [v for sid in sids for v in (sid, writes[sid].count)]
+    params += [v for sid in sids for v in (sid, writes[sid].stored)]
     params += [v for sid in sids for v in (sid, utc_naive(writes[sid].last_active))]
     states = {sid: w.run_state for sid, w in writes.items() if w.run_state is not None}
     if states:

@@ -34,7 +34,7 @@ from dataagent.domain.errors import (
     SessionNotFoundError,
     StoreUnavailableError,
 )
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session, stored_size
 
 DUPLICATE_KEY = 1062
 NO_REFERENCED_ROW = 1452
@@ -161,7 +161,8 @@ class MySqlSessionRepository:
     # -- messages ---------------------------------------------------------------------------------
 
     async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
-        return await self._appender.append(message, run_state, self._check_size(message))
+        stored = stored_size(message.content, message.metadata)
+        return await self._appender.append(message, run_state, self._check_size(message), stored)
 
     def _check_size(self, message: Message) -> int:
         """The message's bytes on the wire; PayloadTooLargeError past the server's max_allowed_packet."""
