@@ -334,9 +334,11 @@ class RunManager:
         self._runs.pop(run.run_id, None)
         try:  # the broker publishes `done` once the session is free (also if the release itself fails)
             await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
-        except DataAgentError:
-            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
-        live.finished.set()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run has ended here
+            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id,
+                        exc_info=not isinstance(exc, DataAgentError))
+        finally:
+            live.finished.set()
 
     async def _closed_elsewhere(self, run: ChatRun) -> bool:
         """With several processes (leases), whether the session no longer names this run as its active one."""
