@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -13,7 +14,20 @@ from dataagent.adapters.mysql.engine import EngineOptions, build_engine, driver_
 from dataagent.domain.errors import StoreUnavailableError
 from tests.integration.test_mysql_server import mysql_settings
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, database_url, fresh_database
-from tests.support import LiveServer, live_server, wait_for_active_run, wait_for_health, ws_connect
+from tests.support import (
+    KEY_A,
+    LiveServer,
+    ServerProcess,
+    cli_command,
+    free_port,
+    live_server,
+    server_env,
+    spawn,
+    wait_for_active_run,
+    wait_for_health,
+    wait_healthy,
+    ws_connect,
+)
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql]
@@ -28,7 +42,9 @@ async def during(c: httpx.AsyncClient, line: str) -> httpx.Response:
     return await c.request(method, path, json=body)
 
 
-async def streamed_answer_when_the_store_resets(srv: LiveServer, proxy: TcpProxy) -> list[dict[str, Any]]:
+async def streamed_answer_when_the_store_resets(
+    srv: LiveServer | ServerProcess, proxy: TcpProxy
+) -> list[dict[str, Any]]:
     """A WebSocket answer under way when every MySQL connection is reset: the frames up to its `done`."""
     async with ws_connect(srv, "rst") as ws:
         await ws.recv()
@@ -109,3 +125,30 @@ async def test_a_bug_inside_a_store_transaction_is_not_hidden_as_store_unavailab
             assert not isinstance(raised.value, StoreUnavailableError)
         finally:
             await engine.dispose()
+
+
+async def test_dataagent_server_on_uvloop_survives_a_store_that_accepts_then_resets() -> None:
+    """The same outage under the real command line, whose event loop (uvloop) has transports of its own."""
+    async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
+        port = free_port()
+        env = server_env(SESSION_STORE="mysql", MYSQL_HOST="127.0.0.1", MYSQL_PORT=str(proxy.port),
+                         MYSQL_DATABASE=db, MYSQL_CONNECT_TIMEOUT="2", DEMO_CHUNKS="200",
+                         DEMO_CHUNK_DELAY_MS="5", API_KEYS=f"alice:{KEY_A}")
+        server = spawn(cli_command() + ["--host", "127.0.0.1", "--port", str(port)],
+                       {k if k == "PYTHONPATH" else f"DATAAGENT_{k}": v for k, v in env.items()}, port)
+        try:
+            await asyncio.to_thread(wait_healthy, server)
+            frames = await streamed_answer_when_the_store_resets(server, proxy)
+            assert [f["event_type"] for f in frames].count("done") == 1
+            async with server.client() as c:
+                for line in DURING:
+                    r = await during(c, line)
+                    assert r.status_code == 503 and r.json()["error_code"] == "store_unavailable", (line, r.text)
+                await wait_for_health(server, 503)
+                proxy.restore()
+                await wait_for_health(server, 200)
+                after = await c.post("/api/v1/chat", json={"message": "after", "session_id": "rst"})
+                assert after.status_code == 200 and after.json()["status"] == "completed", after.text
+        finally:
+            server.stop()
+        assert "Traceback" not in server.text(), server.text()
