@@ -8,7 +8,7 @@ import pytest
 
 from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.ports import SessionRepository
-from dataagent.domain.errors import SessionFullError, TooManySessionsError
+from dataagent.domain.errors import SessionFullError, SessionNotFoundError, TooManySessionsError
 from dataagent.domain.models import Role, RunState, stored_size
 from tests.contract.helpers import new_message, new_session
 
@@ -68,15 +68,31 @@ async def test_a_principal_past_its_session_bound_is_refused_and_the_extra_sessi
     await bounds.admit_new_session(other)  # the bound is per principal
 
 
-async def test_a_question_that_would_take_a_session_past_its_bytes_is_refused(repo: SessionRepository) -> None:
-    bounds = Bounds(repo, SessionBounds(max_session_bytes=1024))
+async def test_an_append_that_would_pass_the_session_bound_is_refused_and_stores_nothing(
+    repo: SessionRepository,
+) -> None:
     await repo.get_or_create_session(new_session("f1"))
-    await repo.append_message(new_message("f1", "f1-m1", "a" * 1000))
-    session = await repo.get_session("f1")
-    assert session is not None
-    bounds.admit_question(session, "b" * 24, None)  # exactly at the bound
+    await repo.append_message(new_message("f1", "f1-m1", "a" * 1000), max_session_bytes=1024)
+    await repo.append_message(new_message("f1", "f1-m2", "b" * 24), RunState("run_1"), max_session_bytes=1024)
     with pytest.raises(SessionFullError) as refused:
-        bounds.admit_question(session, "b" * 20, {"k": 1})
-    assert refused.value.details == {"max_session_bytes": 1024, "stored_bytes": 1000, "question_bytes": 27}
-    with pytest.raises(SessionFullError):
-        await bounds.admit_question_in("f1", "é" * 13, None)  # bytes, not characters
+        await repo.append_message(new_message("f1", "f1-m3", "é"), RunState("run_2"), max_session_bytes=1024)
+    assert refused.value.details == {"max_session_bytes": 1024, "stored_bytes": 1024, "question_bytes": 2}
+    session = await repo.get_session("f1")
+    assert session is not None and session.stored_bytes == 1024 and session.message_count == 2
+    assert session.active_run_id == "run_1"  # the refused append's run state was not written either
+    answer = await repo.append_message(new_message("f1", "f1-m4", "an answer, unbounded", role=Role.ASSISTANT))
+    assert answer.position == 2
+    with pytest.raises(SessionNotFoundError):
+        await repo.append_message(new_message("gone", "g-m1"), max_session_bytes=1024)
+
+
+async def test_bounded_appends_at_the_same_moment_stop_exactly_at_the_bound(repo: SessionRepository) -> None:
+    await repo.get_or_create_session(new_session("g1"))
+    results = await asyncio.gather(
+        *(repo.append_message(new_message("g1", f"g1-m{i}", "x" * 100), max_session_bytes=1050) for i in range(30)),
+        return_exceptions=True,
+    )  # group-committed batches on MySQL: the bound holds inside a batch too
+    assert sum(not isinstance(r, Exception) for r in results) == 10
+    assert all(isinstance(r, SessionFullError) for r in results if isinstance(r, Exception))
+    session = await repo.get_session("g1")
+    assert session is not None and session.stored_bytes == 1000 and session.message_count == 10

@@ -42,10 +42,12 @@ class FailingFinalWrites(InMemorySessionRepository):
         self.answer_error: Exception = RuntimeError()
         self.state_error: Exception | None = None
 
-    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
+    async def append_message(
+        self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
+    ) -> Message:
         if self.failing and message.role == Role.ASSISTANT:
             raise self.answer_error
-        return await super().append_message(message, run_state)
+        return await super().append_message(message, run_state, max_session_bytes)
 
     async def set_run_state(self, session_id: str, **kwargs: Any) -> None:
         if self.failing and self.state_error is not None:

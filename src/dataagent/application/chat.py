@@ -112,13 +112,12 @@ class ChatService:
         `known_owner`: the caller has seen the session exist and belong to `principal` (a socket on it), so it
         is not read again: an owner never changes, and a session deleted or expired since is created again."""
         question = self.validate_message(message)
+        bound = self._bounds.max_session_bytes
         if known_owner and session_id:
-            await self._bounds.admit_question_in(session_id, question, metadata)
             with contextlib.suppress(SessionNotFoundError):
-                return await self._runs.start_run(session_id, question, metadata or {})
+                return await self._runs.start_run(session_id, question, metadata or {}, bound)
         session = await self.open_session(principal, session_id, question)
-        self._bounds.admit_question(session, question, metadata)
-        return await self._runs.start_run(session.session_id, question, metadata or {})
+        return await self._runs.start_run(session.session_id, question, metadata or {}, bound)
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
@@ -126,11 +125,10 @@ class ChatService:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
         question = self.validate_message(message)
         session = await self.open_session(principal, session_id, question)
-        self._bounds.admit_question(session, question, metadata)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(sid, question, metadata or {})
+            run = await self._runs.start_run(sid, question, metadata or {}, self._bounds.max_session_bytes)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:

@@ -97,8 +97,11 @@ class RunManager:
         live = self._runs.get(run_id)
         return live.run.content if live else None
 
-    async def start_run(self, sid: str, question: str, metadata: dict[str, Any]) -> ChatRun:
-        """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy."""
+    async def start_run(
+        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None
+    ) -> ChatRun:
+        """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
+        SessionFullError if the question would take the session's stored bytes past `max_session_bytes`."""
         run_id = self._ids.new_id("run")
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
@@ -109,7 +112,7 @@ class RunManager:
                 user_message = await self._repo.append_message(
                     Message(self._ids.new_id("msg"), sid, Role.USER, question, now, run_id, "completed",
                             dict(metadata)),
-                    RunState(active_run_id=run_id),
+                    RunState(active_run_id=run_id), max_session_bytes,
                 )
         except BaseException:
             await self._broker.release_run(sid, run_id)

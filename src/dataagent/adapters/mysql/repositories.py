@@ -160,9 +160,11 @@ class MySqlSessionRepository:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
+    async def append_message(
+        self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
+    ) -> Message:
         stored = stored_size(message.content, message.metadata)
-        return await self._appender.append(message, run_state, self._check_size(message), stored)
+        return await self._appender.append(message, run_state, self._check_size(message), stored, max_session_bytes)
 
     def _check_size(self, message: Message) -> int:
         """The message's bytes on the wire; PayloadTooLargeError past the server's max_allowed_packet."""
