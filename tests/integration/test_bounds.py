@@ -72,7 +72,14 @@ async def test_a_full_session_refuses_new_questions_413_but_keeps_its_answers(st
             await ws.recv()
             await ws.send("chat", message="q" * 600)
             error = await ws.recv()
-            assert error["event_type"] == "error" and error["data"]["error_code"] == "session_full"
+            assert error["event_type"] == "error" and error["data"]["error_code"] == "session_full", error
+        async with ws_connect(srv, "ws-full") as ws:  # a socket that has seen its session: no read before a start
+            await ws.recv()
+            await ws.send("chat", message="w" * 3900)
+            assert (await ws.until("done"))[-1]["data"]["status"] == "completed"
+            await ws.send("chat", message="w" * 100)
+            error = await ws.recv()
+            assert error["event_type"] == "error" and error["data"]["error_code"] == "session_full", error
         after = (await c.get("/api/v1/sessions/full/messages", params={"limit": 100})).json()["messages"]
         assert after == history  # the refused questions were not stored
         assert (await c.post("/api/v1/chat", json={"message": "a new session", "session_id": "fresh"})).json()[
