@@ -23,7 +23,8 @@ LIMIT = 20
 HEADER_TIMEOUT_S = 1.0
 LINE_EVERY_S = 0.3
 BOUND = {"HEADER_TIMEOUT": str(HEADER_TIMEOUT_S), "MAX_HTTP_CONNECTIONS": str(LIMIT)}
-PROTOCOL = "dataagent.adapters.http.protocols:BoundedHttpProtocol"
+PROTOCOL = "dataagent.adapters.http.protocols:BoundedHttpProtocol"  # httptools here
+H11 = "dataagent.adapters.http.protocols:BoundedH11Protocol"
 
 
 async def trickle(port: int, opened: asyncio.Event | None = None) -> tuple[float, bytes]:
@@ -64,24 +65,27 @@ async def trickling_connections_are_closed_and_extra_ones_refused(port: int, bas
 
 
 @contextlib.asynccontextmanager
-async def in_process() -> AsyncIterator[tuple[int, str]]:
+async def in_process(protocol: str = PROTOCOL) -> AsyncIterator[tuple[int, str]]:
     settings = make_settings(header_timeout=HEADER_TIMEOUT_S, max_http_connections=LIMIT)
-    async with live_server(settings, http=PROTOCOL) as srv:
+    async with live_server(settings, http=protocol) as srv:
         yield int(srv.base_url.rsplit(":", 1)[1]), srv.base_url
 
 
-async def test_in_process_trickling_heads_are_closed_after_the_timeout_and_the_limit_refuses_503() -> None:
-    async with in_process() as (port, base_url):
+@pytest.mark.parametrize("protocol", [PROTOCOL, H11])
+async def test_in_process_trickling_heads_are_closed_after_the_timeout_and_the_limit_refuses_503(protocol: str) -> None:
+    async with in_process(protocol) as (port, base_url):
         await trickling_connections_are_closed_and_extra_ones_refused(port, base_url)
 
 
-async def test_a_head_larger_than_the_bound_is_refused_431() -> None:
-    async with in_process() as (port, _):
+@pytest.mark.parametrize("protocol", [PROTOCOL, H11])
+async def test_a_head_larger_than_the_bound_is_refused_431(protocol: str) -> None:
+    async with in_process(protocol) as (port, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n")
         with contextlib.suppress(ConnectionError):
             await writer.drain()
-        assert (await asyncio.wait_for(reader.read(1024), 5)).startswith(b"HTTP/1.1 431")
+        answer = await asyncio.wait_for(reader.read(1024), 5)
+        assert answer.startswith(b"HTTP/1.1 431" if protocol == PROTOCOL else b"HTTP/1.1 400"), answer
         writer.close()
 
 

@@ -4,9 +4,9 @@ uvicorn bounds neither the time a client may take to send a request's head (a cl
 every few seconds keeps its connection, and `limit_concurrency` only counts it) nor, with httptools, the
 head's size. These subclasses close a connection whose request head is not complete within `head_timeout_s`
 of its first byte (or of the connection's opening) with `408`, and one whose head passes `max_head_bytes`
-with `431`; and they apply `max_connections` as uvicorn's `limit_concurrency` (503 past it) when uvicorn was
-not given a smaller one. The limits come from the app's lifespan state (STATE_KEY, see entrypoints/app.py), so
-every start form uses the same DATAAGENT_* settings:
+with `431` (`400` with h11); and they apply `max_connections` as uvicorn's `limit_concurrency` (503 past
+it) when uvicorn was not given a smaller one. The limits come from the app's lifespan state (STATE_KEY, see
+entrypoints/app.py), so every start form uses the same DATAAGENT_* settings:
 
     dataagent-server                      (uses them itself)
     uvicorn dataagent_server.main:app --http dataagent.adapters.http.protocols:BoundedHttpProtocol
@@ -80,9 +80,12 @@ class _HeadBound:
 
 
 class BoundedH11Protocol(_HeadBound, H11Protocol):
+    """With h11 the head's size is h11's own bound (set to `max_head_bytes`); past it uvicorn answers 400."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_limits(self.app_state)
+        self.conn = h11.Connection(h11.SERVER, self._limits.max_head_bytes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
