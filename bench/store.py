@@ -25,6 +25,7 @@ from dataagent.application.ports import SessionRepository
 from dataagent.domain.models import Message, Role, RunState, Session
 
 BENCH_DB = "dataagent_store_bench"
+BOUND = 16 * 1024 * 1024  # DATAAGENT_MAX_SESSION_BYTES' default: a chat turn's question is stored within it
 IDS = itertools.count()  # message ids, unique across the warm-up and the measured run
 
 
@@ -39,7 +40,7 @@ async def answers(repo: SessionRepository, sessions: int, total: int, concurrenc
             sid, run = f"s{n % sessions}", f"r{n}"
             at = datetime.now(UTC)
             await repo.append_message(Message(f"m{next(IDS)}", sid, Role.USER, "how many orders last week?", at,
-                                              run_id=run), RunState(run))
+                                              run_id=run), RunState(run), BOUND)
             await repo.append_message(Message(f"m{next(IDS)}", sid, Role.ASSISTANT, "x" * 800, at, run_id=run,
                                               metadata={"chunks": 200}), RunState(None))
 

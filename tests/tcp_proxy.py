@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,17 +25,28 @@ class _Pair:
         for writer in (self.client, self.upstream):
             writer.transport.abort()
 
+    def reset(self) -> None:
+        """End both sides with a TCP RST (SO_LINGER 0), not a FIN."""
+        for writer in (self.client, self.upstream):
+            _reset(writer)
+
 
 class TcpProxy:
     """127.0.0.1:<port> -> upstream. `cut()` aborts every connection and refuses new ones until `restore()`;
     `lose_reply_after(marker)` forwards the next client packet holding `marker` (e.g. a COMMIT) and then drops
     the connection before the server's answer reaches the client: the statement ran, the client never knows.
-    `count(marker)` starts counting the client packets that hold `marker` (in `counted`)."""
+    `count(marker)` starts counting the client packets that hold `marker` (in `counted`).
+    `reset()` is the "accepted then reset" outage: every open connection is reset (RST) at once, and every new
+    one is accepted and then reset, in turn: right after the accept; after a cut-short greeting (the server's
+    first packet truncated, as a reset stream leaves it: the driver parses a short packet); after the whole
+    greeting. Until `restore()`."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.is_cut = False
+        self.is_resetting = False
+        self.resets = 0
         self.connections = 0
         self.replies_lost = 0
         self._marker: bytes | None = None
@@ -59,8 +72,15 @@ class TcpProxy:
         self.is_cut = True
         self._abort_all()
 
+    def reset(self) -> None:
+        self.is_resetting = True
+        for pair in list(self._pairs):
+            pair.reset()
+        self._pairs.clear()
+
     def restore(self) -> None:
         self.is_cut = False
+        self.is_resetting = False
 
     def lose_reply_after(self, marker: bytes) -> None:
         self._marker = marker
@@ -77,10 +97,18 @@ class TcpProxy:
         if self.is_cut:
             writer.transport.abort()
             return
+        if self.is_resetting and self.resets % 3 == 0:
+            self.resets += 1
+            _reset(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.transport.abort()
+            return
+        if self.is_resetting:
+            self.resets += 1
+            await _greet_then_reset(reader, writer, up_reader, up_writer, whole=self.resets % 3 == 0)
             return
         self.connections += 1
         pair = _Pair(writer, up_writer)
@@ -113,6 +141,33 @@ class TcpProxy:
                 pair.client.write(data)
                 await pair.client.drain()
         pair.abort()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _greet_then_reset(
+    reader: asyncio.StreamReader, client: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, whole: bool,
+) -> None:
+    """Forward the server's greeting (whole, or its first packet cut inside the thread id that follows the
+    server's version string) to the client, then reset both."""
+    with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        header = await asyncio.wait_for(up_reader.readexactly(4), 5)
+        payload = await asyncio.wait_for(up_reader.readexactly(int.from_bytes(header[:3], "little")), 5)
+        if not whole:
+            payload = payload[: payload.find(b"\0", 1) + 3]
+            header = len(payload).to_bytes(3, "little") + header[3:]
+        client.write(header + payload)
+        await client.drain()
+        await asyncio.wait_for(reader.read(65536), 1)  # the client's answer (or its end): then the reset
+    _reset(client)
+    _reset(upstream)
 
 
 class ThreadedTcpProxy:

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataagent.application.bounds import Bounds
 from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
@@ -51,6 +52,7 @@ class ChatService:
         clock: Clock,
         ids: IdGenerator,
         settings: ChatSettings | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -58,6 +60,7 @@ class ChatService:
         self._clock = clock
         self._ids = ids
         self._settings = settings or ChatSettings()
+        self._bounds = bounds or Bounds(repository)
 
     # -- sessions as seen by one principal ------------------------------------------------------
 
@@ -76,11 +79,13 @@ class ChatService:
         """The principal's session with this id, created if nobody uses the id (a new id if None)."""
         sid = validate_session_id(session_id) if session_id is not None else self._ids.new_id("s")
         now = self._clock.now()
-        session, _ = await self._repo.get_or_create_session(
+        session, created = await self._repo.get_or_create_session(
             Session(sid, principal, title_from(question), now, now)
         )
         if not session.is_owned_by(principal):
             raise SessionNotFoundError()
+        if created:
+            await self._bounds.admit_new_session(session)
         return session
 
     def validate_message(self, message: Any) -> str:
@@ -117,7 +122,7 @@ class ChatService:
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
         session = await self.open_session(principal, session_id, question)
-        return await self._runs.start_run(session.session_id, question, extra)
+        return await self._runs.start_run(session.session_id, question, extra, self._bounds.max_session_bytes)
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
@@ -129,7 +134,7 @@ class ChatService:
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(sid, question, extra)
+            run = await self._runs.start_run(sid, question, extra, self._bounds.max_session_bytes)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:

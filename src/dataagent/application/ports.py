@@ -67,9 +67,12 @@ class SessionRepository(Protocol):
         """Delete the session with its messages and approvals; False if it did not exist."""
         ...
 
-    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
-        """Append at the session's next position (gap-free); bump message_count and last_active; with
-        `run_state`, record the session's run state in the same transaction."""
+    async def append_message(
+        self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
+    ) -> Message:
+        """Append at the session's next position (gap-free); bump message_count, stored_bytes and last_active;
+        with `run_state`, record the session's run state in the same transaction; with `max_session_bytes`,
+        SessionFullError (nothing written) if the message would take stored_bytes past it."""
         ...
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:

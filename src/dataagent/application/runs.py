@@ -30,6 +30,7 @@ from dataagent.domain.errors import (
     DataAgentError,
     NoActiveRunError,
     RunInProgressError,
+    StoreUnavailableError,
     WorkerLostError,
 )
 from dataagent.domain.events import (
@@ -97,8 +98,11 @@ class RunManager:
         live = self._runs.get(run_id)
         return live.run.content if live else None
 
-    async def start_run(self, sid: str, question: str, metadata: dict[str, Any]) -> ChatRun:
-        """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy."""
+    async def start_run(
+        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None
+    ) -> ChatRun:
+        """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
+        SessionFullError if the question would take the session's stored bytes past `max_session_bytes`."""
         run_id = self._ids.new_id("run")
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
@@ -109,7 +113,7 @@ class RunManager:
                 user_message = await self._repo.append_message(
                     Message(self._ids.new_id("msg"), sid, Role.USER, question, now, run_id, "completed",
                             dict(metadata)),
-                    RunState(active_run_id=run_id),
+                    RunState(active_run_id=run_id), max_session_bytes,
                 )
         except BaseException:
             await self._broker.release_run(sid, run_id)
@@ -288,6 +292,19 @@ class RunManager:
     # -- the end of a run -----------------------------------------------------------------------
 
     async def _finish(self, live: LiveRun, error: DataAgentError | None) -> None:
+        """End the run exactly once: whatever its final writes raise, the session is freed and `done` published."""
+        message_id, status = None, RunStatus.FAILED
+        try:
+            message_id, status = await self._close(live, error)
+        except Exception:  # not a store outage (those are handled below): a bug; the run still ends
+            log.exception("run %s: ending it failed", live.run.run_id)
+            self._publish_error(live.run, DataAgentError("The answer could not be stored"))
+            with contextlib.suppress(DataAgentError):
+                live.run.transition(status)
+        finally:
+            await self._release(live, message_id, status)
+
+    async def _close(self, live: LiveRun, error: DataAgentError | None) -> tuple[str | None, RunStatus]:
         run = live.run
         if live.pending is not None:
             await self._approvals.close_pending(live)
@@ -303,10 +320,13 @@ class RunManager:
             run.reason = WORKER_LOST
             self._publish_error(run, WorkerLostError())
             message_id, status = None, RunStatus.FAILED
-            run.transition(status)
         else:
             message_id, status = await self._persist_answer(live, status, error)  # also frees the session
-            run.transition(status)
+        run.transition(status)
+        return message_id, status
+
+    async def _release(self, live: LiveRun, message_id: str | None, status: RunStatus) -> None:
+        run = live.run
         done: dict[str, Any] = {
             "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
             "message_id": message_id,
@@ -317,9 +337,11 @@ class RunManager:
         self._runs.pop(run.run_id, None)
         try:  # the broker publishes `done` once the session is free (also if the release itself fails)
             await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
-        except DataAgentError:
-            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id)
-        live.finished.set()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run has ended here
+            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id,
+                        exc_info=not isinstance(exc, DataAgentError))
+        finally:
+            live.finished.set()
 
     async def _closed_elsewhere(self, run: ChatRun) -> bool:
         """With several processes (leases), whether the session no longer names this run as its active one."""
@@ -327,8 +349,8 @@ class RunManager:
             return False
         try:
             session = await self._repo.get_session(run.session_id)
-        except DataAgentError:
-            return False  # the store is away: the final write below reports it
+        except Exception:  # noqa: BLE001 - the store is away: the final write below reports it
+            return False
         return session is not None and session.active_run_id != run.run_id
 
     def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
@@ -360,11 +382,14 @@ class RunManager:
                         status.value, meta),
                 RunState(active_run_id=None),
             )
-        except DataAgentError as exc:
-            log.error("run %s: the answer could not be persisted: %s", run.run_id, exc.code)
-            self._publish_error(run, exc)
-            run.reason = run.reason or exc.code
-            with contextlib.suppress(DataAgentError):  # free the session at least, if the store allows it
+        except Exception as exc:  # any failure of the store: the run ends all the same
+            failure = exc if isinstance(exc, DataAgentError) else StoreUnavailableError(
+                f"The answer could not be stored ({type(exc).__name__})")
+            log.error("run %s: the answer could not be persisted: %s", run.run_id, failure.code,
+                      exc_info=failure is not exc)
+            self._publish_error(run, failure)
+            run.reason = run.reason or failure.code
+            with contextlib.suppress(Exception):  # free the session at least, if the store allows it
                 await self._repo.set_run_state(run.session_id, active_run_id=None, pending_interrupt=None,
                                                touched_at=now)
             return None, RunStatus.CANCELLED if status is RunStatus.CANCELLED else RunStatus.FAILED

@@ -62,6 +62,25 @@ class PayloadTooLargeError(DataAgentError):
     default_message = "Payload too large"
 
 
+class TooManySessionsError(DataAgentError):
+    code = "too_many_sessions"
+    default_message = "Too many sessions for this principal; delete some first"
+
+
+class SessionFullError(DataAgentError):
+    code = "session_full"
+    default_message = "This session holds as much as it may; start a new session"
+
+    @classmethod
+    def past(cls, limit: int, stored: int, size: int) -> SessionFullError:
+        """A message of `size` bytes refused by a session storing `stored` of at most `limit`."""
+        return cls(
+            f"This session stores {stored} bytes; this message of {size} would take it past its bound of "
+            f"{limit}: start a new session",
+            details={"max_session_bytes": limit, "stored_bytes": stored, "question_bytes": size},
+        )
+
+
 class CapacityExceededError(DataAgentError):
     code = "capacity_exceeded"
     default_message = "Server at capacity, try again later"

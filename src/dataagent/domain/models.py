@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,6 +96,7 @@ class Session:
     active_run_id: str | None = None
     pending_interrupt: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    stored_bytes: int = 0  # what its messages count (stored_size), kept by the store on each append
 
     def is_owned_by(self, principal: str) -> bool:
         return self.user_id == principal
@@ -113,6 +115,16 @@ class Message:
     status: str = "completed"
     metadata: dict[str, Any] = field(default_factory=dict)
     position: int = -1
+
+
+def stored_size(content: str, metadata: dict[str, Any] | None) -> int:
+    """What a message counts toward its session's stored bytes: its content and its metadata as compact JSON,
+    in UTF-8 (the same in every store)."""
+    size = len(content.encode("utf-8", "replace"))
+    if metadata:
+        size += len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), default=str)
+                    .encode("utf-8", "replace"))
+    return size
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from dataagent import __version__
 from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
 from dataagent.entrypoints.container import Container, start_services, stop_services
 from dataagent.entrypoints.logs import install_redaction
@@ -89,13 +90,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
     restore_signals = _cancel_runs_on_signal(container)
     try:
-        yield {}
+        yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
     finally:
         restore_signals()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await stop_services(container)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(settings.header_timeout, settings.max_header_bytes, settings.http_connection_limit)
 
 
 def tune_gc() -> None:

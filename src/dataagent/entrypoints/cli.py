@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        # bounded request heads (time and bytes) and connections: adapters/http/protocols.py
+        "http": "dataagent.adapters.http.protocols:BoundedHttpProtocol",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout, "limit_concurrency": settings.http_connection_limit,
     }
     # uvicorn re-raises the SIGTERM it handled once it has shut down; exit 0 then, as after any clean stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -16,6 +16,7 @@ from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.redis.broker import RedisRunBroker
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.ports import AgentEngine
@@ -143,6 +144,12 @@ class Container(containers.DeclarativeContainer):
             ChatSettings, max_message_chars=settings.provided.max_message_chars,
             json_limits=providers.Factory(JsonLimits, max_depth=settings.provided.max_json_depth,
                                           max_bytes=settings.provided.max_json_bytes),
+        ),
+        bounds=providers.Factory(
+            Bounds, repository,
+            providers.Factory(SessionBounds,
+                              max_sessions_per_principal=settings.provided.max_sessions_per_principal,
+                              max_session_bytes=settings.provided.max_session_bytes),
         ),
     )
     session_service = providers.Factory(

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     max_connections: int = Field(200, ge=1)
     ui: bool = True
+    # HTTP connections (issue 17 item 8): the request head's time and size, idle keep-alive, open connections
+    header_timeout: float = Field(10, gt=0, le=3600)
+    max_header_bytes: int = Field(64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    keep_alive_timeout: float = Field(5, gt=0, le=3600)
+    max_http_connections: int | None = Field(None, ge=1)
 
     # Session store (seed README)
     session_store: Literal["memory", "mysql"] = "memory"
@@ -79,6 +84,8 @@ class Settings(BaseSettings):
     hitl_timeout: float = Field(300, gt=0)
     hitl_policy: Literal["always", "writes", "never"] = "always"
     max_message_chars: int = Field(32000, ge=1)
+    max_sessions_per_principal: int = Field(1000, ge=1)
+    max_session_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
     max_json_depth: int = Field(16, ge=1, le=24)  # MariaDB refuses JSON nested 32 deep; stored rows add levels
     max_json_bytes: int = Field(64 * 1024, ge=256)
@@ -161,6 +168,11 @@ class Settings(BaseSettings):
         if not _FACTORY_SPEC.match(text):
             raise ValueError("must be auto, demo, llm or package.module:factory")
         return text
+
+    @property
+    def http_connection_limit(self) -> int:
+        """Open HTTP connections (sockets included) per process; past it requests get 503."""
+        return self.max_http_connections or 2 * self.max_connections + 50
 
     @model_validator(mode="after")
     def _openai_key_fallback(self) -> Settings:

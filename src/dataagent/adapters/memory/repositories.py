@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from dataagent.domain.approvals import Decision, InterruptRecord
-from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
+from dataagent.domain.errors import MessageNotFoundError, SessionFullError, SessionNotFoundError
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session, stored_size
 
 
 @dataclass(slots=True)
@@ -85,14 +85,20 @@ class InMemorySessionRepository:
     async def delete_session(self, session_id: str) -> bool:
         return self._entries.pop(session_id, None) is not None
 
-    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
+    async def append_message(
+        self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
+    ) -> Message:
         entry = self._entries.get(message.session_id)
         if entry is None:
             raise SessionNotFoundError()
+        size = stored_size(message.content, message.metadata)
+        if max_session_bytes is not None and entry.session.stored_bytes + size > max_session_bytes:
+            raise SessionFullError.past(max_session_bytes, entry.session.stored_bytes, size)
         stored = replace(message, position=len(entry.messages), metadata=copy.deepcopy(message.metadata))
         entry.messages.append(stored)
         entry.index[stored.message_id] = stored.position
         entry.session.message_count = len(entry.messages)
+        entry.session.stored_bytes += size
         entry.session.last_active = max(entry.session.last_active, stored.created_at)
         if run_state is not None:
             entry.session.active_run_id = run_state.active_run_id

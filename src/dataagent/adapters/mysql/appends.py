@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dataagent.adapters.mysql import rows
 from dataagent.adapters.mysql.engine import driver_cursor, transaction
 from dataagent.adapters.mysql.tables import json_text, utc_naive
-from dataagent.domain.errors import SessionNotFoundError, StoreUnavailableError
+from dataagent.domain.errors import SessionFullError, SessionNotFoundError, StoreUnavailableError
 from dataagent.domain.models import Message, RunState
 
 MAX_IN_FLIGHT = 4  # transactions of appends at once (of the pool's connections)
@@ -44,14 +44,15 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # their content, about; a larger message goes
 # One append alone. The UPDATE takes the session row's lock (appends to a session queue there until the
 # commit) and hands back the new count in the OK packet as the connection's LAST_INSERT_ID: no SELECT.
 TAKE_POSITION = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), stored_bytes = stored_bytes + %s, "
     "last_active = GREATEST(last_active, CAST(%s AS DATETIME(6))) WHERE session_id = %s"
 )
 TAKE_POSITION_AND_STATE = (
-    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), "
+    "UPDATE sessions SET message_count = LAST_INSERT_ID(message_count + 1), stored_bytes = stored_bytes + %s, "
     "last_active = GREATEST(last_active, CAST(%s AS DATETIME(6))), active_run_id = %s, pending_interrupt = %s "
     "WHERE session_id = %s"
 )
+WITHIN_BOUND = " AND stored_bytes + %s <= %s"
 INSERT_MESSAGE = (  # the driver's executemany sends one multi-row INSERT for many rows
     "INSERT INTO messages (message_id, session_id, `position`, role, content, created_at, run_id, status, "
     "metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -64,6 +65,8 @@ class _Append:
     run_state: RunState | None
     size: int
     done: asyncio.Future[Message]
+    stored: int = 0  # what it adds to its session's stored_bytes
+    limit: int | None = None  # the session's stored_bytes may not pass it (None: no bound)
 
 
 @dataclass(slots=True)
@@ -71,8 +74,10 @@ class _SessionWrite:
     """What a batch does to one session row: its next position, and after appending, its activity and state."""
 
     count: int
+    stored_before: int
     appended: list[Message] = field(default_factory=list)
     run_state: RunState | None = None
+    stored: int = 0
 
     @property
     def last_active(self) -> datetime:
@@ -89,8 +94,10 @@ class Appender:
         self._writers: set[asyncio.Task[None]] = set()
         self._running = 0  # writers not yet past their last look at the queue (a done task may not be discarded yet)
 
-    async def append(self, message: Message, run_state: RunState | None, size: int) -> Message:
-        item = _Append(message, run_state, size, asyncio.get_running_loop().create_future())
+    async def append(
+        self, message: Message, run_state: RunState | None, size: int, stored: int = 0, limit: int | None = None
+    ) -> Message:
+        item = _Append(message, run_state, size, asyncio.get_running_loop().create_future(), stored, limit)
         self._waiting.append(item)
         if self._running < MAX_IN_FLIGHT:
             self._running += 1
@@ -156,9 +163,11 @@ class Appender:
     def _one(item: _Append) -> Any:
         message, run_state = item.message, item.run_state
         at = utc_naive(message.created_at)
-        take, params = (TAKE_POSITION, (at, message.session_id)) if run_state is None else (
+        take, params = (TAKE_POSITION, (item.stored, at, message.session_id)) if run_state is None else (
             TAKE_POSITION_AND_STATE,
-            (at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id))
+            (item.stored, at, run_state.active_run_id, json_text(run_state.pending_interrupt), message.session_id))
+        if item.limit is not None:  # the bound is checked by the UPDATE itself: no row, no append
+            take, params = take + WITHIN_BOUND, (*params, item.stored, item.limit)
 
         async def work(conn: AsyncConnection, attempt: int) -> Message:
             cursor = await driver_cursor(conn)
@@ -167,7 +176,7 @@ class Appender:
                         done := await _stored_positions(cursor, [message])):
                     return _appended(message, done[message.message_id])
             if not await cursor.execute(take, params):
-                raise SessionNotFoundError()
+                raise await _missing_or_full(cursor, item)
             position = int(cursor.lastrowid) - 1
             await cursor.execute(INSERT_MESSAGE, rows.message_params(message, position))
             return _appended(message, position)
@@ -182,7 +191,7 @@ class Appender:
             cursor = await driver_cursor(conn)
             counts = await _lock_sessions(cursor, sorted({m.session_id for m in messages}))
             done = await _stored_positions(cursor, messages) if attempt > 0 else {}
-            writes = {sid: _SessionWrite(count) for sid, count in counts.items()}
+            writes = {sid: _SessionWrite(count, stored) for sid, (count, stored) in counts.items()}
             outcomes: list[Outcome] = []
             inserts: list[tuple[Any, ...]] = []
             for item in batch:
@@ -191,10 +200,13 @@ class Appender:
                     outcomes.append(_appended(message, done[message.message_id]))
                 elif write is None:
                     outcomes.append(SessionNotFoundError())
+                elif item.limit is not None and write.stored_before + write.stored + item.stored > item.limit:
+                    outcomes.append(SessionFullError.past(item.limit, write.stored_before + write.stored, item.stored))
                 else:
                     inserts.append(rows.message_params(message, write.count))
                     outcomes.append(_appended(message, write.count))
                     write.count += 1
+                    write.stored += item.stored
                     write.appended.append(message)
                     write.run_state = item.run_state or write.run_state  # the latest one counts
             if inserts:
@@ -209,12 +221,22 @@ def _appended(message: Message, position: int) -> Message:
     return replace(message, position=position, metadata=copy.deepcopy(message.metadata))
 
 
-async def _lock_sessions(cursor: Any, session_ids: list[str]) -> dict[str, int]:
-    """Lock the sessions' rows in primary-key order and read their counts (absent sessions are left out)."""
+async def _lock_sessions(cursor: Any, session_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Lock the sessions' rows in primary-key order and read their counts and stored bytes (absent sessions are
+    left out)."""
     marks = ", ".join(["%s"] * len(session_ids))
-    await cursor.execute(f"SELECT session_id, message_count FROM sessions WHERE session_id IN ({marks}) "
-                         "ORDER BY session_id FOR UPDATE", session_ids)
-    return {sid: int(count) for sid, count in await cursor.fetchall()}
+    await cursor.execute(f"SELECT session_id, message_count, stored_bytes FROM sessions WHERE session_id IN "
+                         f"({marks}) ORDER BY session_id FOR UPDATE", session_ids)
+    return {sid: (int(count), int(stored)) for sid, count, stored in await cursor.fetchall()}
+
+
+async def _missing_or_full(cursor: Any, item: _Append) -> Exception:
+    """Why the position UPDATE of `item` matched no row: its session is gone, or the message passes its bound."""
+    await cursor.execute("SELECT stored_bytes FROM sessions WHERE session_id = %s", (item.message.session_id,))
+    row = await cursor.fetchone()
+    if row is None or item.limit is None:
+        return SessionNotFoundError()
+    return SessionFullError.past(item.limit, int(row[0]), item.stored)
 
 
 async def _stored_positions(cursor: Any, messages: list[Message]) -> dict[str, int]:
@@ -231,8 +253,10 @@ def _update_sessions(writes: dict[str, _SessionWrite]) -> tuple[str, list[Any]]:
     sids = list(writes)
     cases = " ".join(["WHEN %s THEN %s"] * len(sids))
     sql = (f"UPDATE sessions SET message_count = CASE session_id {cases} END, "
+           f"stored_bytes = stored_bytes + CASE session_id {cases} END, "
            f"last_active = GREATEST(last_active, CAST(CASE session_id {cases} END AS DATETIME(6)))")
     params: list[Any] = [v for sid in sids for v in (sid, writes[sid].count)]
+    params += [v for sid in sids for v in (sid, writes[sid].stored)]
     params += [v for sid in sids for v in (sid, utc_naive(writes[sid].last_active))]
     states = {sid: w.run_state for sid, w in writes.items() if w.run_state is not None}
     if states:

@@ -111,6 +111,28 @@ async def driver_cursor(conn: AsyncConnection) -> Any:
 
 DRIVER_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, asyncmy.errors.Error)
 
+# Where the driver reads and parses the wire, and the transports under it. A connection reset mid-packet or a
+# cut-short packet makes asyncmy raise what its parser hits there (RuntimeError "Transport does not expose
+# socket instance", struct.error, IndexError, AttributeError, UnboundLocalError, IncompleteReadError ...)
+# instead of a DB-API error. Not its converters: a bad parameter of ours fails there, and stays a bug.
+_WIRE_CODE = ("asyncmy/connection.", "asyncmy/protocol.", "asyncmy/auth.", "asyncmy/charset.",
+              "asyncio/streams.", "asyncio/selector_events.", "uvloop/")
+
+
+def is_broken_wire(exc: BaseException) -> bool:
+    """A non-DB-API exception raised inside the driver's wire code: the connection broke, not our code."""
+    if not isinstance(exc, Exception) or isinstance(exc, DRIVER_ERRORS):
+        return False
+    tb, where = exc.__traceback__, ""
+    while tb is not None:
+        where, tb = tb.tb_frame.f_code.co_filename, tb.tb_next
+    return any(part in where.replace("\\", "/") for part in _WIRE_CODE)
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Anything the driver or the pool raises: a DB-API or pool error, an OSError, a broken wire."""
+    return isinstance(exc, DRIVER_ERRORS) or is_broken_wire(exc)
+
 Work = Callable[[AsyncConnection, int], Awaitable[T]]
 
 
@@ -120,14 +142,22 @@ async def transaction(engine: AsyncEngine, work: Work[T], where: str) -> T:
     A lost connection is retried once (the pre-pinged pool reconnects), a deadlock or lock wait timeout up
     to ATTEMPTS times; then, like a pool timeout, it is StoreUnavailableError. `work` must be safe to run
     again after a failure at any point, also after a commit whose answer was lost (`attempt` > 0 tells it
-    to look for what an earlier attempt may have left). Other driver errors (bugs) propagate unchanged.
+    to look for what an earlier attempt may have left). A broken wire (is_broken_wire) counts as a lost
+    connection. Other driver errors (bugs) propagate unchanged.
     """
     for attempt in range(ATTEMPTS):
         try:
             async with engine.begin() as conn:
-                return await work(conn, attempt)
-        except DRIVER_ERRORS as exc:
-            lost, busy = is_connection_error(exc), is_contention(exc)
+                try:
+                    return await work(conn, attempt)
+                except Exception as exc:
+                    if is_broken_wire(exc):  # never hand this connection out again
+                        await conn.invalidate(exc)
+                    raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            lost, busy = is_connection_error(exc) or is_broken_wire(exc), is_contention(exc)
             if not (lost or busy or isinstance(exc, sa_exc.TimeoutError)):
                 raise
             if isinstance(exc, sa_exc.TimeoutError) or attempt == ATTEMPTS - 1 or (lost and attempt >= 1):

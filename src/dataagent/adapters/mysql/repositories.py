@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dataagent.adapters.mysql import rows
 from dataagent.adapters.mysql.appends import Appender
 from dataagent.adapters.mysql.engine import (
-    DRIVER_ERRORS,
     EngineOptions,
     build_engine,
     describe,
     error_code,
+    is_store_failure,
     transaction,
 )
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
@@ -34,7 +34,7 @@ from dataagent.domain.errors import (
     SessionNotFoundError,
     StoreUnavailableError,
 )
-from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
+from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session, stored_size
 
 DUPLICATE_KEY = 1062
 NO_REFERENCED_ROW = 1452
@@ -65,7 +65,9 @@ class MySqlSessionRepository:
         try:
             async with self._engine.begin() as conn:
                 self.server = await ensure_schema(conn)
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
             raise StoreUnavailableError(f"cannot use MySQL at {self._where}: {describe(exc)}") from exc
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -167,8 +169,11 @@ class MySqlSessionRepository:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def append_message(self, message: Message, run_state: RunState | None = None) -> Message:
-        return await self._appender.append(message, run_state, self._check_size(message))
+    async def append_message(
+        self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
+    ) -> Message:
+        stored = stored_size(message.content, message.metadata)
+        return await self._appender.append(message, run_state, self._check_size(message), stored, max_session_bytes)
 
     def _check_size(self, message: Message) -> int:
         """The message's bytes on the wire; PayloadTooLargeError past the server's max_allowed_packet."""
@@ -259,7 +264,9 @@ class MySqlSessionRepository:
         try:
             async with self._engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
             raise StoreUnavailableError(f"The session store is unavailable ({describe(exc)})") from exc
 
     async def close(self) -> None:

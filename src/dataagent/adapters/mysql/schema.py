@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dataagent.adapters.mysql.migrations import migrate
 from dataagent.adapters.mysql.tables import TABLES, metadata
 from dataagent.domain.errors import StoreUnavailableError
 
 SCHEMA_LOCK_WAIT_S = 30
+
+log = logging.getLogger("dataagent.mysql")
 
 
 class SchemaMismatchError(StoreUnavailableError):
@@ -46,6 +50,9 @@ async def ensure_schema(conn: AsyncConnection) -> ServerInfo:
 
 
 def _create_and_check(sync_conn: Connection) -> None:
+    added = migrate(sync_conn)
+    if added:
+        log.warning("the session store's schema was migrated: added %s", ", ".join(added))
     metadata.create_all(sync_conn, checkfirst=True)
     inspector = inspect(sync_conn)
     for table in TABLES:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Enum,
     ForeignKey,
@@ -91,6 +92,8 @@ sessions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_active", UtcDateTime(), nullable=False),
     Column("message_count", Integer, nullable=False, default=0),
+    # what its messages count (domain.models.stored_size), moved by every append; added by migrations.py
+    Column("stored_bytes", BigInteger, nullable=False, default=0, server_default="0"),
     _id("active_run_id", nullable=True),
     Column("pending_interrupt", JSON(none_as_null=True), nullable=True),
     Column("metadata", JSON(none_as_null=True), nullable=True),
