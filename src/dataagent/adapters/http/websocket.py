@@ -325,11 +325,10 @@ class _Connection:
             subscription.put_local(error_frame(self.sid, exc.code, exc.message))
 
     async def _on_chat(self, subscription: Subscription, payload: dict[str, Any]) -> None:
-        metadata = payload.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidInputError("metadata must be an object")
-        try:
-            await self.chat.start(self.principal, payload.get("message"), self.sid, metadata)  # type: ignore[arg-type]
+        try:  # the service validates the message and the metadata
+            await self.chat.start(
+                self.principal, payload.get("message"), self.sid, payload.get("metadata")  # type: ignore[arg-type]
+            )
         except SessionNotFoundError:
             subscription.fail(SessionNotFoundError())  # the id is another principal's now: close 4404
             return
