@@ -43,6 +43,14 @@ TARGETS: dict[str, tuple[str, dict[str, str], str]] = {
 }
 
 
+def add_baseline(checkout: str) -> None:
+    """Targets `base` and `base-1w`: our server run from another checkout's `src` (say, main before a change),
+    so a before/after comparison takes turns in one run instead of two runs on a machine whose load drifts."""
+    src = str(Path(checkout).resolve() / "src")
+    TARGETS["base"] = ("ours", {"PYTHONPATH": src}, "0")
+    TARGETS["base-1w"] = ("ours", {"PYTHONPATH": src, **TARGETS["ours-1w"][1]}, "0,1")
+
+
 def reset_backends(extra_env: dict[str, str]) -> None:
     """A fresh MySQL database and Redis DB for a cell that uses them."""
     if extra_env.get("DATAAGENT_SESSION_STORE") == "mysql":
@@ -145,8 +153,11 @@ def main() -> None:
     p.add_argument("--cancel", action="store_true", help="run the cancel scenario (C=100, T=1000, D=10)")
     p.add_argument("--idle", action="store_true", help="RSS per idle connection with 1000 sockets")
     p.add_argument("--no-stream", action="store_true")
+    p.add_argument("--baseline", default=None, help="a checkout to run as targets base and base-1w (before/after)")
     p.add_argument("--out", default=str(HERE / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"))
     opts = p.parse_args()
+    if opts.baseline:
+        add_baseline(opts.baseline)
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cells = "d0:100,d10:1000" if opts.quick else opts.cells
