@@ -360,7 +360,10 @@ async def test_resume_by_frame_after_the_run_ended_returns_the_missing_events() 
             await ws.recv()
             await ws.send("resume", after_seq=last)
             rest = await ws.until("done")
+            assert (await ws.recv())["data"] == {"after_seq": last, "replayed": len(rest)}  # `resumed`
             await ws.send("resume", after_seq=last)  # everything was sent already: nothing again
+            again = await ws.recv()
+            assert again["event_type"] == "resumed" and again["data"]["replayed"] == 0 and "seq" not in again
             await ws.send("ping")
             assert (await ws.recv())["event_type"] == "pong"
         assert_contiguous(seen + rest)
