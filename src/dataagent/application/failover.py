@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataagent.application.ports import Clock, FinalEvent, IdGenerator, RunBroker, SessionRepository
 from dataagent.domain.errors import DataAgentError
-from dataagent.domain.events import EventType
+from dataagent.domain.events import EventType, done_payload
 from dataagent.domain.models import Message, Role
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ class OrphanCloser:
             "error_code": WORKER_LOST, "message": WORKER_LOST_MESSAGE, "recoverable": False,
         })
         log.warning("run %s of session %s: its owner stopped; closed as failed (%s)", run_id, session_id, WORKER_LOST)
-        return EventType.DONE.value, {
-            "run_id": run_id, "status": "failed", "cancelled": False, "message_id": message.message_id,
-            "token_usage": state.get("token_usage"), "reason": WORKER_LOST,
-        }
+        return EventType.DONE.value, done_payload(
+            run_id, "failed", message.message_id, state.get("token_usage"), WORKER_LOST
+        )

@@ -40,6 +40,9 @@ from dataagent.domain.events import (
     ToolCallRequested,
     ToolCompleted,
     UsageReported,
+    done_payload,
+    text_delta,
+    text_end,
 )
 from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus
 
@@ -231,7 +234,7 @@ class RunManager:
                         content = output.content
                         if content:
                             keep_text(content)
-                            publish(sid, run_id, "text", {"content": content, "is_final": False})
+                            publish(sid, run_id, "text", {"content": content, "is_final": False})  # text_delta()
                     else:
                         await self._apply(live, output)
             except DataAgentError as exc:
@@ -249,7 +252,7 @@ class RunManager:
         if isinstance(output, TextDelta):
             if output.content:
                 run.text.append(output.content)
-                self._publish(run, EventType.TEXT, {"content": output.content, "is_final": False})
+                self._publish(run, EventType.TEXT, text_delta(output.content))
         elif isinstance(output, ToolCallRequested):
             run.tool_calls.append(
                 {"tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args}
@@ -310,7 +313,7 @@ class RunManager:
             await self._approvals.close_pending(live)
         status = self._final_status(live, error)
         if status is RunStatus.COMPLETED:
-            self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
+            self._publish(run, EventType.TEXT, text_end())
         if error is not None:
             self._publish_error(run, error)
         if await self._closed_elsewhere(run):
@@ -327,13 +330,8 @@ class RunManager:
 
     async def _release(self, live: LiveRun, message_id: str | None, status: RunStatus) -> None:
         run = live.run
-        done: dict[str, Any] = {
-            "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
-            "message_id": message_id,
-            "token_usage": run.token_usage.as_dict() if run.token_usage else None,
-        }
-        if run.reason:
-            done["reason"] = run.reason
+        usage = run.token_usage.as_dict() if run.token_usage else None
+        done = done_payload(run.run_id, status.value, message_id, usage, run.reason)
         self._runs.pop(run.run_id, None)
         try:  # the broker publishes `done` once the session is free (also if the release itself fails)
             await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))

@@ -7,8 +7,7 @@ import logging
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
-from dataagent.adapters.http.watchdog import SendWatchdog
-from dataagent.adapters.http.websocket import SocketSettings
+from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
@@ -24,6 +23,7 @@ from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
 from dataagent.entrypoints.engines import build_engine
 from dataagent.entrypoints.settings import Settings
@@ -133,6 +133,7 @@ class Container(containers.DeclarativeContainer):
     )
     socket_watchdog = providers.Singleton(SendWatchdog)
 
+    session_watch = providers.Factory(SessionWatch, repository=repository, broker=broker)
     chat_service = providers.Factory(
         ChatService,
         repository=repository,
@@ -151,9 +152,10 @@ class Container(containers.DeclarativeContainer):
                               max_sessions_per_principal=settings.provided.max_sessions_per_principal,
                               max_session_bytes=settings.provided.max_session_bytes),
         ),
+        watch=session_watch,
     )
     session_service = providers.Factory(
-        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker
+        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker, watch=session_watch
     )
     status_service = providers.Singleton(
         StatusService,
