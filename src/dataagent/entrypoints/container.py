@@ -18,6 +18,7 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
+from dataagent.application.failover import OrphanCloser
 from dataagent.application.ports import AgentEngine
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.runs import RunManager, RunSettings
@@ -120,6 +121,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
     )
+    orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)
     authenticator = providers.Singleton(
         ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled
@@ -184,8 +186,10 @@ async def start_services(container: Container) -> None:
         cleared = await repository.clear_run_states()
         if cleared:
             log.warning("cleared the active run of %d sessions left by a previous process", cleared)
-    await container.broker().start()
-    container.run_manager()
+    broker = container.broker()
+    container.run_manager().attach()  # control for this process's runs
+    broker.on_orphan(container.orphan_closer().close)  # the runs of a process that died
+    await broker.start()
     container.status_service()  # uptime counts from start-up
 
 
