@@ -12,7 +12,8 @@ from dataagent.adapters.mysql.schema import SchemaMismatchError
 from dataagent.domain.approvals import Decision, DecisionType
 from dataagent.domain.errors import PayloadTooLargeError, StoreUnavailableError
 from dataagent.domain.models import MessagePageQuery, Role, RunState
-from dataagent.entrypoints.container import build_mysql_engine
+from dataagent.entrypoints.container import Container, build_mysql_engine
+from dataagent.entrypoints.lifecycle import build_lifecycle
 from tests.contract.helpers import approval, at, new_message, new_session
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, admin, admin_query, database_url, fresh_database
 from tests.support import make_settings
@@ -90,6 +91,16 @@ async def test_an_unreachable_server_or_database_is_store_unavailable_naming_whe
             with pytest.raises(StoreUnavailableError):
                 await down.ping()
             await down.close()
+
+
+async def test_the_store_runs_on_the_engine_the_container_built_and_the_lifecycle_disposes_it() -> None:
+    async with fresh_database() as db:
+        container = Container(settings=make_settings(session_store="mysql", mysql_url=database_url(db)))
+        async with build_lifecycle(container):
+            engine = container.mysql_engine()
+            assert container.repository().engine is engine
+            assert engine.pool.checkedin() >= 1  # the schema was ensured through it
+        assert engine.pool.checkedin() == 0
 
 
 async def test_a_password_with_any_characters_works_from_the_separate_settings() -> None:
