@@ -82,3 +82,10 @@ async def wait_for_active_run(client: httpx.AsyncClient, session_id: str, timeou
         return str(r.json()["active_run_id"]) if r.status_code == 200 and r.json()["active_run_id"] else None
 
     return await eventually(active_run, timeout, what=f"an active run in {session_id}")
+
+
+async def wait_for_text(srv: LiveServer, client: httpx.AsyncClient, session_id: str, timeout: float = 5.0) -> str:
+    """Poll until the session's running answer (in `srv`'s process) has produced some text; that text."""
+    run_id = await wait_for_active_run(client, session_id, timeout)
+    runs = srv.container.run_manager()
+    return await eventually(lambda: runs.live_content(run_id), timeout, what=f"text of the answer in {session_id}")
