@@ -16,10 +16,19 @@ from dataagent.entrypoints.container import Container, build_mysql_engine
 from dataagent.entrypoints.lifecycle import build_lifecycle
 from tests.contract.helpers import approval, at, new_message, new_session
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, admin, admin_query, database_url, fresh_database
-from tests.support import make_settings
+from tests.support.polling import eventually
+from tests.support.servers import make_settings
 from tests.tcp_proxy import COMMIT, TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql]
+
+
+async def inserts_running(database: str) -> int:
+    """INSERTs into `sessions` on `database` still executing (waiting for a lock, when another holds it)."""
+    [(count,)] = await admin_query(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND COMMAND = 'Query' "
+        "AND INFO LIKE 'INSERT INTO sessions%%'", (database,))
+    return int(count)
 
 
 def columns_of(rows: list[tuple[object, ...]]) -> dict[str, str]:
@@ -150,8 +159,8 @@ async def test_a_creation_racing_an_uncommitted_insert_waits_and_returns_the_win
                 f"INSERT INTO `{db}`.sessions (session_id, user_id, title, created_at, last_active, message_count) "
                 "VALUES ('race', 'first', 't', NOW(6), NOW(6), 0)")
             racing = asyncio.create_task(repo.get_or_create_session(new_session("race", "second")))
-            await asyncio.sleep(0.3)
-            assert not racing.done()  # waits on the first insert's key lock
+            await eventually(lambda: inserts_running(db), what="the creation waiting on the first insert's key lock")
+            assert not racing.done()
             await cursor.execute("COMMIT")
             session, created = await racing
         assert not created and session.user_id == "first"
