@@ -6,10 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
 from tests.support import KEY_B, live_server, make_settings, ws_connect
+from tests.support.polling import eventually
 from tests.unit.engines import ScriptedEngine, Step
 
 pytestmark = pytest.mark.integration
@@ -350,12 +352,15 @@ async def test_resume_by_url_returns_the_missing_events_exactly_once_in_order() 
         assert kinds(seen + rest).count("done") == 1
 
 
+
+async def run_ended(client: httpx.AsyncClient, session_id: str) -> bool:
+    return (await client.get(f"/api/v1/sessions/{session_id}")).json()["active_run_id"] is None
+
 async def test_resume_by_frame_after_the_run_ended_returns_the_missing_events() -> None:
     settings = make_settings(demo_chunks=30, demo_chunk_delay_ms=2)
     async with live_server(settings) as srv, srv.client() as rest_client:
         seen, last = await _interrupted_run(srv, "res2", keep=5)
-        while (await rest_client.get("/api/v1/sessions/res2")).json()["active_run_id"]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: run_ended(rest_client, "res2"), what="the run's end")
         async with ws_connect(srv, "res2") as ws:
             await ws.recv()
             await ws.send("resume", after_seq=last)
@@ -411,8 +416,7 @@ async def test_resume_reports_when_the_events_are_no_longer_held() -> None:
     settings = make_settings(demo_chunks=60, demo_chunk_delay_ms=1, replay_events=10)
     async with live_server(settings) as srv, srv.client() as rest_client:
         seen, _ = await _interrupted_run(srv, "res4", keep=1)
-        while (await rest_client.get("/api/v1/sessions/res4")).json()["active_run_id"]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: run_ended(rest_client, "res4"), what="the run's end")
         first = seen[0]["seq"]
         async with ws_connect(srv, "res4", query=f"after_seq={first}") as ws:
             assert (await ws.recv())["data"]["recovered"] is False

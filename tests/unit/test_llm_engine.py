@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from dataagent.application.chat import RunOutcome
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import MessagePageQuery
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
+from tests.support.polling import eventually
 from tests.unit.harness import Core, build_core
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -468,8 +468,7 @@ async def test_a_timeout_before_the_first_token_fails_with_the_limit(
 async def test_cancel_mid_stream_closes_the_llm_response_and_keeps_the_partial_answer(agent: Agent) -> None:
     agent.fake.add_slow_text("word " * 200, chunks=200, delay_s=0.02)
     run = await agent.core.chat.start(USER, "Tell me a long story", "s1")
-    while not agent.core.runs.live_content(run.run_id):
-        await asyncio.sleep(0.01)
+    await eventually(lambda: agent.core.runs.live_content(run.run_id), what="some streamed text")
 
     await agent.core.chat.cancel(USER, "s1")
 

@@ -22,7 +22,8 @@ from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
-from dataagent.entrypoints.container import Container, start_services, stop_services
+from dataagent.entrypoints.container import Container
+from dataagent.entrypoints.lifecycle import build_lifecycle
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
 
@@ -82,21 +83,16 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     container: Container = app.state.container
     settings: Settings = app.state.settings
-    await start_services(container)
-    tune_gc()
-    install_redaction()  # again: uvicorn's logging set-up may have replaced the handlers since create_app
-    log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
-             settings.broker, container.engine().name)
-    sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
-    restore_signals = _cancel_runs_on_signal(container)
-    try:
-        yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
-    finally:
-        restore_signals()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await stop_services(container)
+    async with build_lifecycle(container):
+        tune_gc()
+        install_redaction()  # again: uvicorn's logging set-up may have replaced the handlers since create_app
+        log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
+                 settings.broker, container.engine().name)
+        restore_signals = _cancel_runs_on_signal(container)
+        try:
+            yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
+        finally:
+            restore_signals()
 
 
 def http_limits(settings: Settings) -> HttpLimits:
@@ -154,18 +150,6 @@ def _call_handler(handler: Any, signum: int) -> None:
         handler(signum, None)
     elif handler == signal.SIG_DFL and signum == signal.SIGINT:
         raise KeyboardInterrupt
-
-
-async def _expire_forever(container: Container, settings: Settings) -> None:
-    service = container.session_service()
-    while True:
-        await asyncio.sleep(settings.expiry_interval)
-        try:
-            expired = await service.expire_idle(settings.session_timeout)
-            if expired:
-                log.info("expired %d idle sessions", len(expired))
-        except Exception:
-            log.exception("session expiry failed")
 
 
 def __getattr__(name: str) -> Any:
