@@ -7,6 +7,7 @@ import logging
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 
+from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.adapters.http.websocket import SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
@@ -132,6 +133,9 @@ class Container(containers.DeclarativeContainer):
         send_timeout_s=settings.provided.ws_send_timeout,
     )
     socket_watchdog = providers.Singleton(SendWatchdog)
+    stream_settings = providers.Factory(
+        StreamSettings, keepalive_s=settings.provided.sse_keepalive, send_buffer=settings.provided.ws_send_buffer,
+    )
 
     chat_service = providers.Factory(
         ChatService,

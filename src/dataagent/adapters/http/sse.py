@@ -1,0 +1,234 @@
+"""Server-sent events: POST /chat/stream and GET /sessions/{session_id}/stream (PROTOCOL.md, Streaming over HTTP).
+
+An event stream is one more subscriber of the session's events: `id: <seq>`, `event: <event_type>` and `data:`
+the WebSocket frame, encoded by the same function. A stream ends after the `done` it follows; a client that goes
+away only closes its subscription, never the run (runs belong to the run manager).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Header, Query, Request, Security
+from fastapi.security import APIKeyQuery
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from dataagent.adapters.http.auth import API_KEY_HEADER, BEARER, presented_key
+from dataagent.adapters.http.deps import Chat, Principal, Slots
+from dataagent.adapters.http.inputs import EdgeRoute
+from dataagent.adapters.http.schemas import StreamRequest
+from dataagent.adapters.http.websocket import encode, error_frame, local_frame
+from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.capacity import Capacity
+from dataagent.application.chat import ChatService
+from dataagent.application.ports import RunBroker
+from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
+from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError, UnauthorizedError
+from dataagent.domain.events import EventType, RunEvent
+
+MEDIA_TYPE = "text/event-stream"
+KEEPALIVE = ": keep-alive\n\n"
+_DONE, _RUN_STARTED = EventType.DONE.value, EventType.RUN_STARTED.value
+_STREAM_DOC = {
+    "description": "Server-sent events until the run's `done`: `id: <seq>`, `event: <event_type>`, `data: <the "
+                   "WebSocket frame as JSON>`, and a `: keep-alive` comment every DATAAGENT_SSE_KEEPALIVE seconds.",
+    "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+}
+API_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, description="The API key, for a browser EventSource")
+
+# errors are the JSON envelope (spelled out: a `model` would be documented with the route's media type)
+_ERROR_DOC = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
+    code: _ERROR_DOC for code in (401, 404, 409, 413, 422, 429, 503)
+})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    keepalive_s: float = 15.0
+    send_buffer: int = 1000  # events a stream may hold unsent; past it the client is dropped (slow_consumer)
+
+
+Streams = Annotated[StreamSettings, Depends(Provide["stream_settings"])]
+
+
+def sse_event(event: RunEvent) -> str:
+    """One session event as an SSE event; `data` is the WebSocket frame, encoded once for every watcher."""
+    return f"id: {event.seq}\nevent: {event.event_type}\ndata: {encode(event)}\n\n"
+
+
+def sse_local(event_type: str, frame: str) -> str:
+    """An event for this stream alone (connected, an error): no `id`, so it never moves Last-Event-ID."""
+    return f"event: {event_type}\ndata: {frame}\n\n"
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that runs `on_close` when it ends however it ends (also if it never started)."""
+
+    media_type = MEDIA_TYPE
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], headers: dict[str, str]) -> None:
+        super().__init__(content, media_type=MEDIA_TYPE, headers={
+            "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
+        })
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+class _Stream:
+    """One client's stream: its subscription, capacity slot and keep-alive timer, released once."""
+
+    def __init__(self, subscription: Subscription, capacity: Capacity, keepalive_s: float) -> None:
+        self.subscription = subscription
+        self._capacity = capacity
+        self._open = True
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            subscription.put_local(KEEPALIVE)
+            self._timer = loop.call_later(keepalive_s, tick)
+
+        self._timer = loop.call_later(keepalive_s, tick)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._timer.cancel()
+            self.subscription.close()
+            self._capacity.release()
+
+    async def events(
+        self, head: list[str], run_id: str | None = None, on_run_start: Callable[[], Any] | None = None,
+    ) -> AsyncIterator[str]:
+        """`head`, then the subscription's events (only `run_id`'s if given) up to and including a `done`.
+        `on_run_start` is awaited at each `run_started`, before it is sent (it may raise SessionNotFoundError)."""
+        sid = ""
+        try:
+            if head:
+                yield "".join(head)
+            batch: list[Item] = list(self.subscription.replayed)
+            while True:
+                out: list[str] = []
+                for item in batch:
+                    if isinstance(item, str):
+                        out.append(item)
+                        continue
+                    if run_id is not None and item.run_id != run_id:
+                        continue
+                    sid = item.session_id
+                    if on_run_start is not None and item.event_type == _RUN_STARTED:
+                        await on_run_start()
+                    out.append(sse_event(item))
+                    if item.event_type == _DONE:
+                        yield "".join(out)
+                        return
+                if out:
+                    yield "".join(out)
+                batch = await self.subscription.get_batch()
+        except (SlowConsumerError, SessionNotFoundError) as exc:
+            yield sse_local("error", error_frame(sid, exc.code, exc.message, recoverable=False))
+        except SubscriptionClosedError:
+            return
+        finally:
+            self.close()
+
+
+def _take_slot(capacity: Capacity) -> None:
+    if not capacity.try_acquire():
+        raise CapacityExceededError()
+
+
+@router.post("/chat/stream", status_code=200, response_class=EventStreamResponse,
+             responses={200: _STREAM_DOC})
+@inject
+async def chat_stream(
+    body: StreamRequest, principal: Principal, service: Chat, capacity: Slots, settings: Streams,
+) -> EventStreamResponse:
+    """Ask a question and stream its answer as server-sent events, through approvals, until its `done`."""
+    _take_slot(capacity)
+    try:
+        run, subscription = await service.start_watched(
+            principal, body.message, body.session_id, body.metadata, settings.send_buffer
+        )
+    except BaseException:
+        capacity.release()
+        raise
+    stream = _Stream(subscription, capacity, settings.keepalive_s)
+    return EventStreamResponse(stream.events([], run.run_id), stream.close, {"X-Session-ID": run.session_id})
+
+
+@inject
+async def stream_principal(
+    request: Request,
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    _bearer: Annotated[Any, Security(BEARER)] = None,
+    _query: Annotated[str | None, Security(API_KEY_QUERY)] = None,
+) -> str:
+    """The caller: `X-API-Key`, a Bearer token, or `?api_key=` (an EventSource cannot set headers)."""
+    principal = authenticator.authenticate(presented_key(request.headers, request.query_params))
+    if principal is None:
+        raise UnauthorizedError()
+    return principal
+
+
+async def ensure_owned(chat: ChatService, principal: str, session_id: str) -> None:
+    """The one ownership check of this module: another principal's session, or an id nobody uses, is
+    SessionNotFoundError (read from the store each time, never remembered)."""
+    session = await chat.peek_session(session_id)
+    if session is None or not session.is_owned_by(principal):
+        raise SessionNotFoundError()
+
+
+def _resume_point(last_event_id: str | None, after_seq: int | None) -> int | None:
+    """`Last-Event-ID` (what an EventSource sends when it reconnects) wins over `?after_seq=`."""
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            return int(last_event_id.strip())
+        except ValueError:
+            raise InvalidInputError("Last-Event-ID must be an integer (a seq)") from None
+    return after_seq
+
+
+@router.get("/sessions/{session_id}/stream", status_code=200, response_class=EventStreamResponse,
+             responses={200: _STREAM_DOC})
+@inject
+async def session_stream(
+    session_id: str,
+    principal: Annotated[str, Depends(stream_principal)],
+    service: Chat,
+    capacity: Slots,
+    settings: Streams,
+    broker: Annotated[RunBroker, Depends(Provide["broker"])],
+    after_seq: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(description="resume after this seq (wins over after_seq)")] = None,
+) -> EventStreamResponse:
+    """Follow the session's running (or next) run until its `done`, resuming after a seq like the WebSocket."""
+    resume = _resume_point(last_event_id, after_seq)
+    _take_slot(capacity)
+    try:
+        await ensure_owned(service, principal, session_id)
+        subscription = await broker.subscribe(session_id, resume, settings.send_buffer)
+        last_seq = await broker.last_seq(session_id)
+        active_run_id = await broker.active_run(session_id)
+    except BaseException:
+        capacity.release()
+        raise
+    stream = _Stream(subscription, capacity, settings.keepalive_s)
+    connected: dict[str, Any] = {"session_id": session_id, "active_run_id": active_run_id, "last_seq": last_seq}
+    if resume is not None:
+        connected["recovered"] = subscription.recovered
+    head = [sse_local("connected", local_frame(session_id, "connected", connected))]
+    # at each run's start the owner is read again: the id may have been deleted and taken by someone else since
+    still_ours = partial(ensure_owned, service, principal, session_id)
+    return EventStreamResponse(stream.events(head, on_run_start=still_ours), stream.close,
+                               {"X-Session-ID": session_id})
