@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from dataagent.adapters.http.auth import API_KEY_HEADER, BEARER, presented_key
 from dataagent.adapters.http.deps import Chat, Principal, Slots
 from dataagent.adapters.http.inputs import EdgeRoute
-from dataagent.adapters.http.schemas import StreamRequest
+from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
 from dataagent.adapters.http.websocket import encode, error_frame, local_frame
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
@@ -36,14 +36,19 @@ _DONE, _RUN_STARTED = EventType.DONE.value, EventType.RUN_STARTED.value
 _STREAM_DOC = {
     "description": "Server-sent events until the run's `done`: `id: <seq>`, `event: <event_type>`, `data: <the "
                    "WebSocket frame as JSON>`, and a `: keep-alive` comment every DATAAGENT_SSE_KEEPALIVE seconds.",
-    "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+    "content": {MEDIA_TYPE: {"itemSchema": {  # each event (Open API 3.2's itemSchema, as FastAPI writes it)
+        "type": "object", "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "description": "the frame's event_type"},
+            "id": {"type": "string", "description": "the frame's seq (none on `connected` and stream errors)"},
+            "data": {"type": "string", "contentMediaType": "application/json", "description": "the frame"},
+        },
+    }}},
 }
 API_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, description="The API key, for a browser EventSource")
 
-# errors are the JSON envelope (spelled out: a `model` would be documented with the route's media type)
-_ERROR_DOC = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
-    code: _ERROR_DOC for code in (401, 404, 409, 413, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429, 503)
 })
 
 
@@ -69,7 +74,7 @@ def sse_local(event_type: str, frame: str) -> str:
 class EventStreamResponse(StreamingResponse):
     """A streaming response that runs `on_close` when it ends however it ends (also if it never started)."""
 
-    media_type = MEDIA_TYPE
+    media_type = None  # set per response; None keeps FastAPI from documenting a schema beside the itemSchema
 
     def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], headers: dict[str, str]) -> None:
         super().__init__(content, media_type=MEDIA_TYPE, headers={
