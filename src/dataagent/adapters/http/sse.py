@@ -1,4 +1,4 @@
-"""Server-sent events: POST /chat/stream and GET /sessions/{session_id}/stream (PROTOCOL.md, Streaming over HTTP).
+"""Server-sent events: POST /chat/stream and GET /sessions/{session_id}/stream (PROTOCOL.md, Server-sent events).
 
 An event stream is one more subscriber of the session's events: `id: <seq>`, `event: <event_type>` and `data:`
 the WebSocket frame, encoded by the same function. A stream ends after the `done` it follows; a client that goes
