@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.support import KEY_A, KEY_B, LiveServer, live_server, make_settings, wait_for_active_run
+from tests.support import (
+    KEY_A,
+    KEY_B,
+    LiveServer,
+    live_server,
+    make_settings,
+    wait_for_active_run,
+    wait_for_connections,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +288,33 @@ async def test_a_stream_holds_a_capacity_slot_until_it_ends() -> None:
         while (await c.get("/api/v1/health")).json()["connections"] != 0:
             assert asyncio.get_running_loop().time() < deadline, "the slot was not given back"
             await asyncio.sleep(0.02)
+
+
+def read_until(sock: socket.socket, marker: bytes, limit: int = 64 * 1024 * 1024) -> bytes:
+    """Bytes from the socket until `marker` has been read (or the peer closes, or `limit` bytes)."""
+    tail, total = b"", 0
+    while marker not in tail and total < limit:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        total += len(chunk)
+        tail = (tail + chunk)[-4096:]
+    return tail
+
+
+async def test_a_client_that_stops_reading_frees_its_slot_at_once_and_its_stream_ends_with_slow_consumer() -> None:
+    settings = make_settings(ws_send_buffer=16, demo_chunks=100_000, demo_chunk_delay_ms=0)
+    async with live_server(settings) as srv, srv.client() as c:
+        port = int(srv.base_url.rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window the server soon fills
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", port))
+            body = json.dumps({"message": "hi", "session_id": "slow"}).encode()
+            sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await wait_for_active_run(c, "slow")
+            assert await wait_for_connections(srv, 0, timeout=20) == 0  # released while the peer reads nothing
+            tail = await asyncio.to_thread(read_until, sock, b"0\r\n\r\n")  # the chunked body's end
+        assert b"event: error\ndata: " in tail and b'"error_code":"slow_consumer"' in tail
+        assert (await c.post("/api/v1/chat/slow/cancel")).status_code == 200  # the run went on meanwhile

@@ -95,7 +95,8 @@ class _Stream:
     def __init__(self, subscription: Subscription, capacity: Capacity, keepalive_s: float) -> None:
         self.subscription = subscription
         self._capacity = capacity
-        self._open = True
+        self._open = self._holds_slot = True
+        subscription.on_overflow = self._release_slot  # a client that stopped reading frees its slot at once
         loop = asyncio.get_running_loop()
 
         def tick() -> None:
@@ -104,12 +105,17 @@ class _Stream:
 
         self._timer = loop.call_later(keepalive_s, tick)
 
+    def _release_slot(self) -> None:
+        if self._holds_slot:
+            self._holds_slot = False
+            self._capacity.release()
+
     def close(self) -> None:
         if self._open:
             self._open = False
             self._timer.cancel()
             self.subscription.close()
-            self._capacity.release()
+            self._release_slot()
 
     async def events(
         self, head: list[str], run_id: str | None = None, on_run_start: Callable[[], Any] | None = None,
