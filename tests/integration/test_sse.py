@@ -302,19 +302,46 @@ def read_until(sock: socket.socket, marker: bytes, limit: int = 64 * 1024 * 1024
     return tail
 
 
+def stalled_stream(srv: LiveServer, session_id: str) -> socket.socket:
+    """POST /chat/stream on a raw socket with a small receive window, which the test then does not read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window the server soon fills
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", int(srv.base_url.rsplit(":", 1)[1])))
+    body = json.dumps({"message": "hi", "session_id": session_id}).encode()
+    sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
+                 + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    return sock
+
+
 async def test_a_client_that_stops_reading_frees_its_slot_at_once_and_its_stream_ends_with_slow_consumer() -> None:
     settings = make_settings(ws_send_buffer=16, demo_chunks=100_000, demo_chunk_delay_ms=0)
     async with live_server(settings) as srv, srv.client() as c:
-        port = int(srv.base_url.rsplit(":", 1)[1])
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window the server soon fills
-            sock.settimeout(30)
-            sock.connect(("127.0.0.1", port))
-            body = json.dumps({"message": "hi", "session_id": "slow"}).encode()
-            sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
-                         + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        with stalled_stream(srv, "slow") as sock:
             await wait_for_active_run(c, "slow")
             assert await wait_for_connections(srv, 0, timeout=20) == 0  # released while the peer reads nothing
             tail = await asyncio.to_thread(read_until, sock, b"0\r\n\r\n")  # the chunked body's end
         assert b"event: error\ndata: " in tail and b'"error_code":"slow_consumer"' in tail
         assert (await c.post("/api/v1/chat/slow/cancel")).status_code == 200  # the run went on meanwhile
+
+
+async def test_a_peer_that_reads_nothing_for_the_send_timeout_is_disconnected_and_the_run_goes_on() -> None:
+    settings = make_settings(ws_send_buffer=16, ws_send_timeout=1, demo_chunks=30_000, demo_chunk_delay_ms=0)
+    async with live_server(settings) as srv, srv.client() as c:
+        with stalled_stream(srv, "stalled") as sock:
+            await wait_for_active_run(c, "stalled")
+            ours = sock.getsockname()
+            deadline = asyncio.get_running_loop().time() + 20
+            # the watchdog ends the response within send_timeout + 1 s, and the server closes the connection
+            # (the kernel still holds what it could not send until the peer reads it)
+            while any(p.transport.get_extra_info("peername") == ours and not p.transport.is_closing()
+                      for p in srv.server.server_state.connections):
+                assert asyncio.get_running_loop().time() < deadline, "the stalled connection was not closed"
+                await asyncio.sleep(0.05)
+            tail = await asyncio.to_thread(read_until, sock, b"0\r\n\r\n")
+        assert not tail.endswith(b"0\r\n\r\n")  # cut off, not ended
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await c.get("/api/v1/sessions/stalled")).json()["active_run_id"] is not None:
+            assert asyncio.get_running_loop().time() < deadline, "the run did not end"
+            await asyncio.sleep(0.05)
+        assert (await assistant_message(c, "stalled"))["status"] == "completed"  # not cancelled by the drop

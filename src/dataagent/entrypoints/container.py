@@ -135,6 +135,7 @@ class Container(containers.DeclarativeContainer):
     socket_watchdog = providers.Singleton(SendWatchdog)
     stream_settings = providers.Factory(
         StreamSettings, keepalive_s=settings.provided.sse_keepalive, send_buffer=settings.provided.ws_send_buffer,
+        send_timeout_s=settings.provided.ws_send_timeout,
     )
 
     chat_service = providers.Factory(

@@ -6,6 +6,7 @@ away only closes its subscription, never the run (runs belong to the run manager
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -15,12 +16,13 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Query, Request, Security
 from fastapi.security import APIKeyQuery
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from dataagent.adapters.http.auth import API_KEY_HEADER, BEARER, presented_key
 from dataagent.adapters.http.deps import Chat, Principal, Slots
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
+from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.adapters.http.websocket import encode, error_frame, local_frame
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
@@ -56,9 +58,11 @@ router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
 class StreamSettings:
     keepalive_s: float = 15.0
     send_buffer: int = 1000  # events a stream may hold unsent; past it the client is dropped (slow_consumer)
+    send_timeout_s: float = 40.0  # a send blocked this long (the peer reads nothing): the connection is closed
 
 
 Streams = Annotated[StreamSettings, Depends(Provide["stream_settings"])]
+Watchdog = Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])]
 
 
 def sse_event(event: RunEvent) -> str:
@@ -72,28 +76,55 @@ def sse_local(event_type: str, frame: str) -> str:
 
 
 class EventStreamResponse(StreamingResponse):
-    """A streaming response that runs `on_close` when it ends however it ends (also if it never started)."""
+    """The response of one `_Stream`: its sends are watched, and the stream is closed however the response ends
+    (also if it never started)."""
 
     media_type = None  # set per response; None keeps FastAPI from documenting a schema beside the itemSchema
 
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], headers: dict[str, str]) -> None:
+    def __init__(self, stream: "_Stream", content: AsyncIterator[str], headers: dict[str, str]) -> None:
         super().__init__(content, media_type=MEDIA_TYPE, headers={
             "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
         })
-        self._on_close = on_close
+        self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = self._stream
+
+        async def watched_send(message: Message) -> None:
+            stream.send_started = time.monotonic()
+            try:
+                await send(message)
+            finally:
+                stream.send_started = None
+
+        stream.task = asyncio.current_task()
+        stream.watchdog.watch(stream)
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            if not stream.dropped or stream.task is None:
+                raise
+            stream.task.uncancel()  # ours (`drop`): the server closes a connection left without its end
         finally:
-            self._on_close()
+            stream.watchdog.forget(stream)
+            stream.close()
 
 
 class _Stream:
-    """One client's stream: its subscription, capacity slot and keep-alive timer, released once."""
+    """One client's stream: its subscription, capacity slot, keep-alive timer and send watch, released once.
+    The WebSocket's send watchdog closes it when a send stays blocked for `send_timeout_s`."""
 
-    def __init__(self, subscription: Subscription, capacity: Capacity, keepalive_s: float) -> None:
+    def __init__(
+        self, sid: str, subscription: Subscription, capacity: Capacity, settings: StreamSettings,
+        watchdog: SendWatchdog,
+    ) -> None:
+        self.sid = sid
         self.subscription = subscription
+        self.settings = settings
+        self.watchdog = watchdog
+        self.send_started: float | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.dropped = False
         self._capacity = capacity
         self._open = self._holds_slot = True
         subscription.on_overflow = self._release_slot  # a client that stopped reading frees its slot at once
@@ -101,9 +132,19 @@ class _Stream:
 
         def tick() -> None:
             subscription.put_local(KEEPALIVE)
-            self._timer = loop.call_later(keepalive_s, tick)
+            self._timer = loop.call_later(settings.keepalive_s, tick)
 
-        self._timer = loop.call_later(keepalive_s, tick)
+        self._timer = loop.call_later(settings.keepalive_s, tick)
+
+    def response(self, content: AsyncIterator[str]) -> EventStreamResponse:
+        return EventStreamResponse(self, content, {"X-Session-ID": self.sid})
+
+    def drop(self) -> None:
+        """The peer has read nothing for `send_timeout_s`: end the response (the server closes the connection)."""
+        self.dropped = True
+        self.close()
+        if self.task is not None:
+            self.task.cancel()
 
     def _release_slot(self) -> None:
         if self._holds_slot:
@@ -162,7 +203,7 @@ def _take_slot(capacity: Capacity) -> None:
              responses={200: _STREAM_DOC})
 @inject
 async def chat_stream(
-    body: StreamRequest, principal: Principal, service: Chat, capacity: Slots, settings: Streams,
+    body: StreamRequest, principal: Principal, service: Chat, capacity: Slots, settings: Streams, watchdog: Watchdog,
 ) -> EventStreamResponse:
     """Ask a question and stream its answer as server-sent events, through approvals, until its `done`."""
     _take_slot(capacity)
@@ -173,8 +214,8 @@ async def chat_stream(
     except BaseException:
         capacity.release()
         raise
-    stream = _Stream(subscription, capacity, settings.keepalive_s)
-    return EventStreamResponse(stream.events([], run.run_id), stream.close, {"X-Session-ID": run.session_id})
+    stream = _Stream(run.session_id, subscription, capacity, settings, watchdog)
+    return stream.response(stream.events([], run.run_id))
 
 
 @inject
@@ -219,6 +260,7 @@ async def session_stream(
     service: Chat,
     capacity: Slots,
     settings: Streams,
+    watchdog: Watchdog,
     broker: Annotated[RunBroker, Depends(Provide["broker"])],
     after_seq: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this seq (wins over after_seq)")] = None,
@@ -234,12 +276,11 @@ async def session_stream(
     except BaseException:
         capacity.release()
         raise
-    stream = _Stream(subscription, capacity, settings.keepalive_s)
+    stream = _Stream(session_id, subscription, capacity, settings, watchdog)
     connected: dict[str, Any] = {"session_id": session_id, "active_run_id": active_run_id, "last_seq": last_seq}
     if resume is not None:
         connected["recovered"] = subscription.recovered
     head = [sse_local("connected", local_frame(session_id, "connected", connected))]
     # at each run's start the owner is read again: the id may have been deleted and taken by someone else since
     still_ours = partial(ensure_owned, service, principal, session_id)
-    return EventStreamResponse(stream.events(head, on_run_start=still_ours), stream.close,
-                               {"X-Session-ID": session_id})
+    return stream.response(stream.events(head, on_run_start=still_ours))
