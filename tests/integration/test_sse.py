@@ -345,3 +345,15 @@ async def test_a_peer_that_reads_nothing_for_the_send_timeout_is_disconnected_an
             assert asyncio.get_running_loop().time() < deadline, "the run did not end"
             await asyncio.sleep(0.05)
         assert (await assistant_message(c, "stalled"))["status"] == "completed"  # not cancelled by the drop
+
+
+async def test_a_session_deleted_while_its_stream_waits_ends_the_stream_with_session_not_found() -> None:
+    async with live_server() as srv, srv.client() as c:
+        await c.post("/api/v1/chat", json={"message": "first", "session_id": "d1"})
+        async with aconnect_sse(c, "GET", "/api/v1/sessions/d1/stream") as es:
+            events = es.aiter_sse()
+            assert (await anext(events)).event == "connected"  # idle: it waits for the session's next run
+            assert (await c.delete("/api/v1/sessions/d1")).status_code == 204
+            rest = [frame(event) async for event in events]
+        assert kinds(rest) == ["error"] and rest[0]["data"]["error_code"] == "session_not_found"
+        assert rest[0]["data"]["recoverable"] is False and rest[0]["session_id"] == "d1"

@@ -163,7 +163,6 @@ class _Stream:
     ) -> AsyncIterator[str]:
         """`head`, then the subscription's events (only `run_id`'s if given) up to and including a `done`.
         `on_run_start` is awaited at each `run_started`, before it is sent (it may raise SessionNotFoundError)."""
-        sid = ""
         try:
             if head:
                 yield "".join(head)
@@ -176,8 +175,10 @@ class _Stream:
                         continue
                     if run_id is not None and item.run_id != run_id:
                         continue
-                    sid = item.session_id
                     if on_run_start is not None and item.event_type == _RUN_STARTED:
+                        if out:  # what came before is sent whatever the check says
+                            yield "".join(out)
+                            out = []
                         await on_run_start()
                     out.append(sse_event(item))
                     if item.event_type == _DONE:
@@ -187,7 +188,7 @@ class _Stream:
                     yield "".join(out)
                 batch = await self.subscription.get_batch()
         except (SlowConsumerError, SessionNotFoundError) as exc:
-            yield sse_local("error", error_frame(sid, exc.code, exc.message, recoverable=False))
+            yield sse_local("error", error_frame(self.sid, exc.code, exc.message, recoverable=False))
         except SubscriptionClosedError:
             return
         finally:
