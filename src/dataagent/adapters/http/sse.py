@@ -13,23 +13,20 @@ from functools import partial
 from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Query, Request, Security
-from fastapi.security import APIKeyQuery
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from dataagent.adapters.http.auth import API_KEY_HEADER, BEARER, presented_key
-from dataagent.adapters.http.deps import Chat, Principal, Slots
+from dataagent.adapters.http.deps import Chat, Principal, QueryPrincipal, Slots
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
 from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.adapters.http.websocket import encode, error_frame, local_frame
-from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.ports import RunBroker
 from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
-from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError, UnauthorizedError
+from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError
 from dataagent.domain.events import EventType, RunEvent
 
 MEDIA_TYPE = "text/event-stream"
@@ -47,7 +44,6 @@ _STREAM_DOC = {
         },
     }}},
 }
-API_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, description="The API key, for a browser EventSource")
 
 router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
     code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429, 503)
@@ -219,21 +215,6 @@ async def chat_stream(
     return stream.response(stream.events([], run.run_id))
 
 
-@inject
-async def stream_principal(
-    request: Request,
-    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
-    _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
-    _bearer: Annotated[Any, Security(BEARER)] = None,
-    _query: Annotated[str | None, Security(API_KEY_QUERY)] = None,
-) -> str:
-    """The caller: `X-API-Key`, a Bearer token, or `?api_key=` (an EventSource cannot set headers)."""
-    principal = authenticator.authenticate(presented_key(request.headers, request.query_params))
-    if principal is None:
-        raise UnauthorizedError()
-    return principal
-
-
 async def ensure_owned(chat: ChatService, principal: str, session_id: str) -> None:
     """The one ownership check of this module: another principal's session, or an id nobody uses, is
     SessionNotFoundError (read from the store each time, never remembered)."""
@@ -257,7 +238,7 @@ def _resume_point(last_event_id: str | None, after_seq: int | None) -> int | Non
 @inject
 async def session_stream(
     session_id: str,
-    principal: Annotated[str, Depends(stream_principal)],
+    principal: QueryPrincipal,
     service: Chat,
     capacity: Slots,
     settings: Streams,
