@@ -226,8 +226,9 @@ async def test_another_principals_session_or_an_unused_id_is_404_and_the_key_may
         assert r.status_code == 404
         frames = await stream_after(srv, "o1", params={"after_seq": 0, "api_key": KEY_A}, stop_after=1)
         assert frames[0]["event_type"] == "connected"
-        r = await c.get("/api/v1/sessions/o1/stream", headers={"Last-Event-ID": "x"})
-        assert (r.status_code, r.json()["error_code"]) == (422, "validation_error")
+        for bad in ("x", "-1", str(2**63)):
+            r = await c.get("/api/v1/sessions/o1/stream", headers={"Last-Event-ID": bad})
+            assert (r.status_code, r.json()["error_code"]) == (422, "validation_error"), bad
 
 
 async def test_wait_false_answers_202_at_once_and_the_session_shows_the_run_and_its_pending_approval() -> None:

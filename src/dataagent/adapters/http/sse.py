@@ -31,6 +31,7 @@ from dataagent.domain.events import EventType, RunEvent
 
 MEDIA_TYPE = "text/event-stream"
 KEEPALIVE = ": keep-alive\n\n"
+MAX_SEQ = 2**63 - 1
 _DONE, _RUN_STARTED = EventType.DONE.value, EventType.RUN_STARTED.value
 _STREAM_DOC = {
     "description": "Server-sent events until the run's `done`: `id: <seq>`, `event: <event_type>`, `data: <the "
@@ -225,12 +226,15 @@ async def ensure_owned(chat: ChatService, principal: str, session_id: str) -> No
 
 def _resume_point(last_event_id: str | None, after_seq: int | None) -> int | None:
     """`Last-Event-ID` (what an EventSource sends when it reconnects) wins over `?after_seq=`."""
-    if last_event_id is not None and last_event_id.strip():
-        try:
-            return int(last_event_id.strip())
-        except ValueError:
-            raise InvalidInputError("Last-Event-ID must be an integer (a seq)") from None
-    return after_seq
+    if last_event_id is None or not last_event_id.strip():
+        return after_seq
+    try:
+        seq = int(last_event_id.strip())
+    except ValueError:
+        seq = -1
+    if not 0 <= seq <= MAX_SEQ:
+        raise InvalidInputError(f"Last-Event-ID must be a seq, an integer from 0 to {MAX_SEQ}")
+    return seq
 
 
 @router.get("/sessions/{session_id}/stream", status_code=200, response_class=EventStreamResponse,
@@ -244,18 +248,21 @@ async def session_stream(
     settings: Streams,
     watchdog: Watchdog,
     broker: Annotated[RunBroker, Depends(Provide["broker"])],
-    after_seq: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this seq")] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this seq (wins over after_seq)")] = None,
 ) -> EventStreamResponse:
     """Follow the session's running (or next) run until its `done`, resuming after a seq like the WebSocket."""
     resume = _resume_point(last_event_id, after_seq)
     _take_slot(capacity)
+    subscription: Subscription | None = None
     try:
         await ensure_owned(service, principal, session_id)
         subscription = await broker.subscribe(session_id, resume, settings.send_buffer)
         last_seq = await broker.last_seq(session_id)
         active_run_id = await broker.active_run(session_id)
     except BaseException:
+        if subscription is not None:
+            subscription.close()
         capacity.release()
         raise
     stream = _Stream(session_id, subscription, capacity, settings, watchdog)
