@@ -120,17 +120,29 @@ class ChatService:
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
-        question = self.validate_message(message)
-        extra = self.validate_metadata(metadata)
-        session = await self.open_session(principal, session_id, question)
-        sid = session.session_id
-        subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
+        run, subscription = await self.start_watched(principal, message, session_id, metadata, SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(sid, question, extra, self._bounds.max_session_bytes)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:
             subscription.close()
+
+    async def start_watched(
+        self, principal: str, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int
+    ) -> tuple[ChatRun, Subscription]:
+        """Start a run with a subscription taken just before it, so every event of the run reaches it (the
+        caller closes it). Errors (validation, ownership, a run in progress...) come before anything streams."""
+        question = self.validate_message(message)
+        extra = self.validate_metadata(metadata)
+        session = await self.open_session(principal, session_id, question)
+        sid = session.session_id
+        subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
+        try:
+            run = await self._runs.start_run(sid, question, extra, self._bounds.max_session_bytes)
+        except BaseException:
+            subscription.close()
+            raise
+        return run, subscription
 
     async def chat(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None

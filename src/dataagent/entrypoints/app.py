@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket, ws_paths
+from dataagent.adapters.http import auth, chat, deps, health, sessions, sse, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
@@ -47,7 +47,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth, deps, websocket.endpoint, ws_paths], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, sse, auth, deps, websocket.endpoint, ws_paths],
+                   warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     app.state.settings = settings
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(sse.router, prefix=API_PREFIX)  # before chat: /chat/stream is not a session's path
     app.include_router(chat.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After"],
+        expose_headers=["X-Request-ID", "Retry-After", "X-Session-ID"],
         allow_credentials="*" not in settings.cors_origins,
     )
     app.add_middleware(RequestIdMiddleware)

@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
@@ -142,6 +143,10 @@ class Container(containers.DeclarativeContainer):
         send_timeout_s=settings.provided.ws_send_timeout,
     )
     socket_watchdog = providers.Singleton(SendWatchdog)
+    stream_settings = providers.Factory(
+        StreamSettings, keepalive_s=settings.provided.sse_keepalive, send_buffer=settings.provided.ws_send_buffer,
+        send_timeout_s=settings.provided.ws_send_timeout,
+    )
 
     session_watch = providers.Factory(SessionWatch, repository=repository, broker=broker)
     chat_service = providers.Factory(

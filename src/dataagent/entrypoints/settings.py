@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20, gt=0)
     ws_send_timeout: float = Field(40, gt=0)
     shutdown_timeout: float = Field(5, gt=0)
+    # Server-sent events (POST /chat/stream, GET /sessions/{id}/stream): a comment line this often keeps
+    # proxies from closing an idle stream; their send buffer is DATAAGENT_WS_SEND_BUFFER
+    sse_keepalive: float = Field(15, gt=0, le=3600)
 
     # Broker
     broker: Literal["local", "redis"] = "local"

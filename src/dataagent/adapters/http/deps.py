@@ -5,7 +5,7 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends
 
-from dataagent.adapters.http.auth import require_principal
+from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.sessions import SessionService
@@ -13,6 +13,7 @@ from dataagent.application.status import StatusService
 from dataagent.application.watch import SessionWatch
 
 Principal = Annotated[str, Depends(require_principal)]
+QueryPrincipal = Annotated[str, Depends(require_principal_or_query_key)]  # the key may be `?api_key=` too
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Sessions = Annotated[SessionService, Depends(Provide["session_service"])]
 Status = Annotated[StatusService, Depends(Provide["status_service"])]
