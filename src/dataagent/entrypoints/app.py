@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket, ws_paths
+from dataagent.adapters.http import auth, catalog, chat, deps, health, sessions, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth, deps, websocket, ws_paths], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, catalog, auth, deps, websocket, ws_paths], warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(chat.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(catalog.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
     install_docs(app)
     if settings.ui:

@@ -25,7 +25,7 @@ from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.domain.inputs import JsonLimits
-from dataagent.entrypoints.engines import build_engine
+from dataagent.entrypoints.engines import build_catalog, build_engine
 from dataagent.entrypoints.settings import Settings
 
 log = logging.getLogger("dataagent")
@@ -110,6 +110,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     engine = providers.Singleton(build_engine, settings)
+    schema_catalog = providers.Singleton(build_catalog, settings)
 
     run_manager = providers.Singleton(
         RunManager,
@@ -193,4 +194,5 @@ async def stop_services(container: Container) -> None:
     await container.socket_watchdog().close()
     await container.broker().close()
     await container.engine().close()
+    await container.schema_catalog().close()
     await container.repository().close()
