@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -19,6 +19,7 @@ MAX_FILE_BYTES = 1024 * 1024
 _Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 _Example = str | int | float | bool
+_T = TypeVar("_T")
 _COLUMN_REF = re.compile(r"^[^.\s]+\.[^.\s]+$")
 
 
@@ -132,7 +133,7 @@ def _place(loc: tuple[Any, ...]) -> str:
     return text or "(top)"
 
 
-def _find(items: dict[str, Any], name: str) -> Any:
+def _find(items: dict[str, _T], name: str) -> _T | None:
     if name in items:
         return items[name]
     folded = [value for key, value in items.items() if key.lower() == name.lower()]
