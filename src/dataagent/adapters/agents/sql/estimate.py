@@ -2,7 +2,8 @@
 
 MySQL/MariaDB `EXPLAIN FORMAT=JSON`, PostgreSQL `EXPLAIN (FORMAT JSON)`, SQLite `EXPLAIN QUERY PLAN`; none
 of them runs the statement. `rows` is the planner's estimate of the most rows one step of the plan handles:
-PostgreSQL's largest `Plan Rows` (a join node's estimate included), MySQL/MariaDB's largest product of the
+PostgreSQL's largest `Plan Rows` (a join node's estimate included) or size (`pg_class.reltuples`, known once
+the table was analysed) of a sequentially scanned table, MySQL/MariaDB's largest product of the
 rows read per table in one query block; SQLite's planner gives no row counts, so `rows` there is the size
 (its largest rowid) of the fully scanned tables, multiplied when they are nested. `full_scans` names the
 tables read from end to end (a sequential scan, MySQL access type ALL or a full index scan, SQLite SCAN).
@@ -71,7 +72,9 @@ async def estimate_cost(run: Runner, dialect: str, sql: str, statement_type: str
         if dialect == "sqlite":
             return await _sqlite(conn, [str(r[-1]) for r in rows], sql)
         document = _json(rows[0][0])
-        return _postgres(document) if dialect == "postgres" else _mysql(document, sql)
+        if dialect == "postgres":
+            return await _with_table_sizes(conn, _postgres(document))
+        return _mysql(document, sql)
 
     try:
         return await run(work)
@@ -95,6 +98,17 @@ def _postgres(document: Any) -> Estimate:
             scans.append(str(node["Relation Name"]))
         stack += node.get("Plans", [])
     return Estimate(_bounded(most), _unique(scans), "EXPLAIN (FORMAT JSON)")
+
+
+async def _with_table_sizes(conn: AsyncConnection, estimate: Estimate) -> Estimate:
+    """A sequential scan reads its whole table: its size (pg_class.reltuples, known once analysed) counts."""
+    sizes = [estimate.rows or 0]
+    for table in estimate.full_scans:
+        literal = "'" + table.replace("'", "''") + "'"
+        found = (await conn.exec_driver_sql(
+            f"SELECT reltuples FROM pg_class WHERE oid = to_regclass(quote_ident({literal}))")).scalar()
+        sizes.append(_bounded(float(found or 0)))
+    return Estimate(max(sizes), estimate.full_scans, estimate.source)
 
 
 def _mysql(document: dict[str, Any], sql: str) -> Estimate:
