@@ -1,6 +1,5 @@
 """GET /api/v1/schema: the data source's tables and columns with the semantic file's words, for frontends."""
 
-from __future__ import annotations
 
 from typing import Annotated
 
@@ -54,7 +53,7 @@ class SchemaOut(BaseModel):
     terms: list[TermOut]
 
     @classmethod
-    def from_domain(cls, info: SchemaInfo) -> SchemaOut:
+    def from_domain(cls, info: SchemaInfo) -> "SchemaOut":
         return cls(
             description=info.description,
             tables=[
