@@ -110,3 +110,10 @@ async def test_describe_table_carries_the_files_words(tmp_path: Path) -> None:
     assert "Table orders (also called: purchases, sales, transactions): One row per order line" in outcome.text
     assert "- status TEXT NOT NULL — Where the order is" in outcome.text
     assert "Joins: orders.customer_id = customers.id" in outcome.text
+
+
+def test_the_docs_example_is_a_valid_file() -> None:
+    text = (EXAMPLE.parents[1] / "docs" / "SEMANTIC.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    layer = parse_semantic(yaml.safe_load(block), "SEMANTIC.md")
+    assert layer.table("orders") is not None and layer.terms[0].name == "revenue"
