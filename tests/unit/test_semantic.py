@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
+from dataagent.adapters.agents.demo import DemoEngine
 from dataagent.adapters.agents.llm.completion import ToolCallDraft
 from dataagent.adapters.agents.llm.tools import DataTools
 from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
 from dataagent.adapters.agents.sql.context import CUT_NOTE, prompt_context
 from dataagent.adapters.agents.sql.semantic import SemanticFileError, load_semantic, parse_semantic
 from dataagent.adapters.agents.sql_step import SqlStep
+from dataagent.domain.events import TextDelta
 from tests.estimates import Approver
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "semantic.yaml"
@@ -117,3 +119,10 @@ def test_the_docs_example_is_a_valid_file() -> None:
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     layer = parse_semantic(yaml.safe_load(block), "SEMANTIC.md")
     assert layer.table("orders") is not None and layer.terms[0].name == "revenue"
+
+
+async def test_the_demo_engine_names_the_described_tables(tmp_path: Path) -> None:
+    engine = DemoEngine(chunks=1, delay_ms=0, semantic=load_semantic(str(EXAMPLE)))
+    ctx = Approver().context()
+    answer = "".join([o.content async for o in engine.stream(ctx) if isinstance(o, TextDelta)])
+    assert "The business context describes 3 tables (customers: One row per registered customer.;" in answer

@@ -11,7 +11,9 @@ import pytest
 
 from dataagent.adapters.agents.sql import SqlDatabase, sqlite_url
 from dataagent.adapters.agents.sql.estimate import Estimate, estimate_cost
-from tests.estimates import ALL_CHECKS, BIG_ROWS, approved_estimate
+from dataagent.adapters.agents.sql_step import EstimateRules, SqlStep
+from dataagent.domain.approvals import ApprovalAction, Decision, DecisionType
+from tests.estimates import ALL_CHECKS, BIG_ROWS, BY_KEY, FULL_SCAN, Approver, approved_estimate
 
 
 @pytest.fixture
@@ -85,3 +87,22 @@ async def test_plan_documents_are_read(dialect: str, document: object, rows: int
 
     estimate = await estimate_cost(planned, dialect, "SELECT 1", "SELECT")
     assert (estimate.rows, list(estimate.full_scans)) == (rows, scans)
+
+
+async def test_the_limit_holds_when_no_approval_is_asked(db: SqlDatabase) -> None:
+    step = SqlStep(db, "never", estimates=EstimateRules(max_rows=1000))
+    outcome = await step.run(Approver().context(), await step.analyse(FULL_SCAN))
+    assert outcome.kind == "refused" and "DATAAGENT_SQL_MAX_ESTIMATED_ROWS" in outcome.text
+
+
+async def test_an_edited_statement_is_estimated_again(db: SqlDatabase) -> None:
+    class EditToFullScan(Approver):
+        async def approve(self, action: ApprovalAction) -> Decision:
+            self.asked.append(action)
+            return Decision(DecisionType.EDIT, {"sql": FULL_SCAN})
+
+    approver = EditToFullScan()
+    step = SqlStep(db, "always", estimates=EstimateRules(max_rows=1000))
+    outcome = await step.run(approver.context(), await step.analyse(BY_KEY))
+    assert len(approver.asked) == 1
+    assert outcome.kind == "refused" and outcome.edited and "about 20000 rows" in outcome.text
