@@ -121,7 +121,7 @@ def test_the_docs_example_is_a_valid_file() -> None:
     assert layer.table("orders") is not None and layer.terms[0].name == "revenue"
 
 
-async def test_the_demo_engine_names_the_described_tables(tmp_path: Path) -> None:
+async def test_the_demo_engine_names_the_described_tables() -> None:
     engine = DemoEngine(chunks=1, delay_ms=0, semantic=load_semantic(str(EXAMPLE)))
     ctx = Approver().context()
     answer = "".join([o.content async for o in engine.stream(ctx) if isinstance(o, TextDelta)])
