@@ -192,7 +192,8 @@ async def test_a_question_is_answered_through_the_tools_with_an_approved_query(
         assert of(asked, "tool_result")[0]["result"] == "Tables: customers, orders, products"
         action = of(asked, "hitl")[0]["action"]
         assert action["name"] == "run_sql" and action["args"] == {
-            "sql": TOP_CITIES, "statement_type": "SELECT", "read_only": True, "tables": ["customers"]}
+            "sql": TOP_CITIES, "statement_type": "SELECT", "read_only": True, "tables": ["customers"],
+            "estimate": {"available": True, "rows": 50, "full_scans": ["customers"], "source": "EXPLAIN QUERY PLAN"}}
         assert len(fake.requests) == 3
 
         answered = await conv.decide({"type": "approve"})

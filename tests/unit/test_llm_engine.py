@@ -186,9 +186,11 @@ async def test_run_sql_waits_for_approval_with_the_analysis_then_returns_the_tab
     assert waiting.status == "awaiting_approval"
     hitl = of(waiting, "hitl")[0]
     assert hitl["action"]["name"] == "run_sql"
+    estimate = {"available": True, "rows": 50, "full_scans": ["customers"], "source": "EXPLAIN QUERY PLAN"}
     assert hitl["action"]["args"] == {"sql": SQL, "statement_type": "SELECT", "read_only": True,
-                                      "tables": ["customers"]}
-    assert of(waiting, "tool_call")[0]["tool_args"] == hitl["action"]["args"]
+                                      "tables": ["customers"], "estimate": estimate}
+    assert of(waiting, "tool_call")[0]["tool_args"] == {k: v for k, v in hitl["action"]["args"].items()
+                                                        if k != "estimate"}
     assert len(agent.fake.requests) == 1
 
     done = await agent.decide({"type": "approve"})

@@ -26,7 +26,7 @@ from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
-from dataagent.entrypoints.engines import build_engine
+from dataagent.entrypoints.engines import build_catalog, build_engine
 from dataagent.entrypoints.settings import Settings
 
 __all__ = ["Container", "build_engine", "build_mysql_engine", "check_broker", "check_store", "component_names"]
@@ -120,6 +120,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     engine = providers.Singleton(build_engine, settings)
+    schema_catalog = providers.Singleton(build_catalog, settings)
 
     run_manager = providers.Singleton(
         RunManager,

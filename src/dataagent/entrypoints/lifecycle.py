@@ -107,9 +107,11 @@ def build_lifecycle(container: Container) -> Lifecycle:
 
     async def start_agent() -> None:
         container.engine()  # an engine that cannot be built fails here, before any run
+        container.schema_catalog()
 
     async def stop_agent() -> None:
         await container.engine().close()
+        await container.schema_catalog().close()
 
     async def stop_sockets() -> None:
         await container.socket_watchdog().close()

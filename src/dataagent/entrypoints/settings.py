@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     sql_max_cell_bytes: int = Field(64 * 1024, ge=16)
     sql_read_only: bool = True
     data_url: SecretStr | None = None
+    # Business context and cost estimates (issue 18): docs/SEMANTIC.md
+    semantic_file: str | None = None
+    sql_max_estimated_rows: int | None = Field(None, ge=1)
+    sql_estimate_timeout: float = Field(2, gt=0, le=60)
 
     # LLM engine (DATAAGENT_AGENT=llm, or auto with a key)
     llm_base_url: str | None = None
@@ -155,7 +159,8 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("llm_base_url", "llm_api_key", "data_url", mode="before")
+    @field_validator("llm_base_url", "llm_api_key", "data_url", "semantic_file", "sql_max_estimated_rows",
+                     mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

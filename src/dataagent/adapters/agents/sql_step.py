@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dataagent.adapters.agents.sql import (
+    Estimate,
     QueryResult,
     SqlAnalysis,
     SqlDatabase,
@@ -25,6 +26,14 @@ from dataagent.domain.events import ToolCompleted
 
 RUN_SQL = "run_sql"
 OutcomeKind = Literal["ran", "rejected", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateRules:
+    """DATAAGENT_SQL_MAX_ESTIMATED_ROWS (None: no limit) and DATAAGENT_SQL_ESTIMATE_TIMEOUT."""
+
+    max_rows: int | None = None
+    timeout_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +63,20 @@ class SqlStep:
     forms and system schemas; see sql/guard.py) never reaches approval, whatever the settings. With
     `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
     before it reaches approval too; without it the approval is asked and the database refuses it (the demo
-    engine shows the whole approval flow that way). An edit is re-analysed and re-screened.
+    engine shows the whole approval flow that way). An edit is re-analysed and re-screened. Before approval
+    the planner's estimate (EXPLAIN, sql/estimate.py) joins the hitl args as `estimate`; a statement over
+    `estimates.max_rows` is refused before approval (and after an edit), with the reason as its result.
     """
 
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
-        screen_writes: bool = True,
+        screen_writes: bool = True, estimates: EstimateRules | None = None,
     ) -> None:
         self.database = database
         self._policy = policy
         self._place = place
         self._screen = screen_writes
+        self._estimates = estimates or EstimateRules()
 
     async def analyse(self, sql: str) -> SqlAnalysis:
         """The analysis in the server's quoting mode (MySQL: its sql_mode)."""
@@ -72,12 +84,16 @@ class SqlStep:
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
-        if refusal := self._refusal(analysis):
+        if refusal := self._refusal(analysis) or await self._too_costly(analysis):
             return refusal
         edited = False
         if needs_approval(analysis, self._policy):
+            estimate = await self._estimate(analysis)
+            if refusal := self._over_limit(analysis, estimate):
+                return refusal
+            args = {**analysis.as_args(), "estimate": estimate.as_args()}
             decision = await ctx.request_approval(ApprovalAction(
-                RUN_SQL, analysis.as_args(), f"Run this {analysis.statement_type} statement on {self._place}",
+                RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
             if decision.type is DecisionType.REJECT:
                 reason = decision.message or "no reason given"
@@ -85,13 +101,31 @@ class SqlStep:
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
                 analysis, edited = await self.analyse(sql), True
-                if refusal := self._refusal(analysis, edited=True):
+                if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
         try:
             result = await self.database.run_query(analysis.sql, approved=analysis)
         except SqlToolError as exc:
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
         return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
+
+    async def _estimate(self, analysis: SqlAnalysis) -> Estimate:
+        return await self.database.estimate(analysis, self._estimates.timeout_s)
+
+    async def _too_costly(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
+        """With a row limit and no approval to come (or after an edit), the estimate is checked here."""
+        if self._estimates.max_rows is None or (needs_approval(analysis, self._policy) and not edited):
+            return None
+        return self._over_limit(analysis, await self._estimate(analysis), edited)
+
+    def _over_limit(self, analysis: SqlAnalysis, estimate: Estimate, edited: bool = False) -> SqlOutcome | None:
+        limit = self._estimates.max_rows
+        if not estimate.over(limit):
+            return None
+        scans = f", reading all of {', '.join(estimate.full_scans)}" if estimate.full_scans else ""
+        reason = (f"the database estimates it handles about {estimate.rows} rows{scans}, over the limit of "
+                  f"{limit} (DATAAGENT_SQL_MAX_ESTIMATED_ROWS); filter on an indexed column or aggregate first")
+        return SqlOutcome("refused", f"Refused: {reason}.", analysis.sql, reason, edited=edited)
 
     def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
         if analysis.refusal is not None:

@@ -20,12 +20,14 @@ from dataagent.adapters.agents.sql.errors import (
     SqlToolError,
     SqlUnknownTableError,
 )
+from dataagent.adapters.agents.sql.estimate import Estimate
 from dataagent.adapters.agents.sql.results import QueryResult, json_safe
 
 HITL_POLICIES: tuple[str, ...] = ("always", "writes", "never")
 
 __all__ = [
     "DEMO_ROW_COUNTS",
+    "Estimate",
     "HITL_POLICIES",
     "SIDE_EFFECT_FUNCTIONS",
     "QueryResult",
