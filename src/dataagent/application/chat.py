@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataagent.application.bounds import Bounds
-from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, IdGenerator, RunControl, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import Decision
@@ -47,7 +48,7 @@ class ChatService:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         runs: RunManager,
         clock: Clock,
         ids: IdGenerator,

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dataagent.application.ports import Clock, FinalEvent, IdGenerator, RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, FinalEvent, IdGenerator, SessionRepository
 from dataagent.domain.errors import DataAgentError
 from dataagent.domain.events import EventType
 from dataagent.domain.models import Message, Role
@@ -20,7 +21,7 @@ WORKER_LOST = "worker_lost"
 WORKER_LOST_MESSAGE = "The process running this answer stopped"
 
 
-async def keep_leases(runs: RunManager, broker: RunBroker, interval: float) -> None:
+async def keep_leases(runs: RunManager, broker: EventHub, interval: float) -> None:
     """Renew the leases of the manager's runs and checkpoint their partial answers, while it has runs."""
     while runs.active_runs:
         await asyncio.sleep(interval)
@@ -36,7 +37,7 @@ class OrphanCloser:
 
     It publishes the `error`; the broker publishes the returned `done` once the session is free."""
 
-    def __init__(self, repository: SessionRepository, broker: RunBroker, clock: Clock, ids: IdGenerator) -> None:
+    def __init__(self, repository: SessionRepository, broker: EventHub, clock: Clock, ids: IdGenerator) -> None:
         self._repo = repository
         self._broker = broker
         self._clock = clock

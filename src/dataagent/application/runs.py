@@ -15,11 +15,11 @@ import anyio.lowlevel
 from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
 from dataagent.application.failover import WORKER_LOST, OrphanCloser, keep_leases
+from dataagent.application.hub import EventHub
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
     IdGenerator,
-    RunBroker,
     RunContext,
     RunControl,
     SessionRepository,
@@ -70,7 +70,7 @@ class RunManager:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         engine: AgentEngine,
         clock: Clock,
         ids: IdGenerator,

@@ -6,7 +6,8 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from dataagent.application.ports import Clock, RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.domain.errors import DataAgentError, NoActiveRunError, SessionNotFoundError
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
@@ -17,7 +18,7 @@ EXPIRY_BATCH = 500
 
 
 class SessionService:
-    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: RunBroker) -> None:
+    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: EventHub) -> None:
         self._repo = repository
         self._runs = runs
         self._clock = clock

@@ -9,8 +9,8 @@ from sqlalchemy import URL, make_url
 
 from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.adapters.http.websocket import SocketSettings
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.redis.broker import RedisRunBroker
@@ -95,7 +95,7 @@ class Container(containers.DeclarativeContainer):
     broker = providers.Selector(
         settings.provided.broker,
         local=providers.Singleton(
-            InMemoryRunBroker,
+            in_memory_hub,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
         ),

@@ -24,7 +24,7 @@ from dataagent.adapters.http.watchdog import SendWatchdog
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
-from dataagent.application.ports import RunBroker
+from dataagent.application.hub import EventHub
 from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.domain.errors import (
     BrokerUnavailableError,
@@ -92,7 +92,7 @@ async def chat_socket(
     authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
     capacity: Annotated[Capacity, Depends(Provide["capacity"])],
     chat: Annotated[ChatService, Depends(Provide["chat_service"])],
-    broker: Annotated[RunBroker, Depends(Provide["broker"])],
+    broker: Annotated[EventHub, Depends(Provide["broker"])],
     settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
     watchdog: Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])],
 ) -> None:
@@ -123,7 +123,7 @@ class _Connection:
         principal: str,
         session_id: str,
         chat: ChatService,
-        broker: RunBroker,
+        broker: EventHub,
         capacity: Capacity,
         settings: SocketSettings,
         watchdog: SendWatchdog,
