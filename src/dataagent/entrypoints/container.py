@@ -13,7 +13,8 @@ from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
-from dataagent.adapters.redis.broker import RedisRunBroker
+from dataagent.adapters.redis.client import close_client, make_client
+from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.bounds import Bounds, SessionBounds
@@ -70,11 +71,11 @@ async def check_broker(settings: Settings) -> None:
     """Reach the configured shared broker once; BrokerUnavailableError if it cannot."""
     if settings.broker != "redis":
         return
-    broker = RedisRunBroker(settings.redis_url, prefix=settings.redis_prefix)
+    client = make_client(settings.redis_url, max_connections=1)
     try:
-        await broker.ping()
+        await RedisTransport(client, prefix=settings.redis_prefix).ping()
     finally:
-        await broker.close()
+        await close_client(client)
 
 
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
@@ -92,6 +93,8 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemorySessionRepository),
         mysql=providers.Singleton(build_mysql_repository, settings),
     )
+    redis_client = providers.Singleton(
+        make_client, settings.provided.redis_url, settings.provided.redis_max_connections)
     broker = providers.Selector(
         settings.provided.broker,
         local=providers.Singleton(
@@ -99,15 +102,14 @@ class Container(containers.DeclarativeContainer):
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
         ),
-        redis=providers.Singleton(
-            RedisRunBroker,
-            url=settings.provided.redis_url,
+        redis=providers.Singleton(redis_hub, providers.Singleton(
+            RedisTransport,
+            client=redis_client,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
             prefix=settings.provided.redis_prefix,
-            max_connections=settings.provided.redis_max_connections,
-        ),
+        )),
     )
     engine = providers.Singleton(build_engine, settings)
 
@@ -192,5 +194,7 @@ async def stop_services(container: Container) -> None:
     await container.run_manager().shutdown(reason="shutdown")
     await container.socket_watchdog().close()
     await container.broker().close()
+    if container.settings().broker == "redis":
+        await close_client(container.redis_client())
     await container.engine().close()
     await container.repository().close()
