@@ -1,10 +1,6 @@
-"""The event hub: numbers a session's events, replays them, fans them out, and holds the seq floor, once for
-every transport.
-
-Under it sit narrow ports (application/ports.py): an EventLog that holds events for replay, RunClaims (one run
-per session, control to its owner), and, for transports shared by several processes, Leases (a dead owner's
-runs are closed elsewhere) and a Feed (events numbered elsewhere, for subscribers here). The in-process
-transport has neither: the hub then works in one process.
+"""The event hub: numbers a session's events, replays them, fans them out and holds the seq floor, once for
+every transport. Under it (application/ports.py): an EventLog and RunClaims, and for a transport shared by
+several processes a SharedTransport (leases, a feed of events numbered elsewhere); the in-process one has none.
 """
 
 from __future__ import annotations
@@ -36,9 +32,6 @@ from dataagent.domain.events import RunEvent
 
 log = logging.getLogger("dataagent.hub")
 
-CATCH_UP_S = 0.5  # how long a subscriber waits for another process's unflushed events it says it has seen
-CATCH_UP_POLL_S = 0.02
-
 
 @dataclass(slots=True)
 class _Channel:
@@ -46,26 +39,18 @@ class _Channel:
     subscribers: set[Subscription] = field(default_factory=set)
     publishing: bool = False          # this process numbers the session's events now (runs it, or closes it)
     synced: bool = False              # `seq` is this process's place in a shared log: the feed reads after it
-    swept_seq: int = 0                # `seq` at the sweep that saw it last, and since when (monotonic)
-    idle_since: float = 0.0
+    swept_seq: int = 0                # `seq` at the sweep that saw it last,
+    idle_since: float = 0.0           # and since when (monotonic)
 
 
 class EventHub:
-    """A session's events, numbered here, delivered to subscribers at once and held by the log for replay.
+    """A session's events, numbered here, delivered to subscribers at once and held by the log for replay. A
+    channel nobody subscribes to, with no run, is forgotten once idle `idle_s` (checked every `sweep_s`)."""
 
-    A channel nobody subscribes to, with no run, is forgotten once idle `idle_s` (checked every `sweep_s`).
-    """
-
-    def __init__(
-        self,
-        log: EventLog,
-        claims: RunClaims,
-        shared: SharedTransport | None = None,
-        idle_s: float = 600.0,
-        sweep_s: float = 30.0,
-    ) -> None:
-        self._log, self._claims = log, claims
-        self._leases = self._feed = self._shared = shared
+    def __init__(self, log: EventLog, claims: RunClaims, shared: SharedTransport | None = None,
+                 idle_s: float = 600.0, sweep_s: float = 30.0) -> None:
+        self._log, self._claims, self._leases = log, claims, shared
+        self._feed = self._shared = shared
         self._append = log.append
         self._idle_s, self._sweep_s = idle_s, sweep_s
         self._channels: dict[str, _Channel] = {}
@@ -94,17 +79,14 @@ class EventHub:
         return event
 
     async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
-        """Held events after `after_seq` (None: from the active run's start; 0: all held), then live events."""
+        """Held events after `after_seq` (None: from the active run's start; 0: all held), then live ones."""
         channel = self._channel(session_id)
         subscription = Subscription([], True, maxsize, on_close=partial(self._unsubscribe, session_id))
         channel.subscribers.add(subscription)  # live events queue up while the held ones are read
         try:
-            remote = self._feed is not None and not channel.publishing
-            if remote and self._feed is not None:
+            if self._feed is not None and not channel.publishing:
                 await self._feed.watch(session_id)
             held = await self._log.read(session_id, after_seq)
-            if remote and after_seq and held.active_run is not None:
-                held = await self._wait_for(session_id, after_seq, held)
         except BaseException:
             subscription.close()
             raise
@@ -117,16 +99,8 @@ class EventHub:
             subscription.discard_through(floor)
         return subscription
 
-    async def _wait_for(self, session_id: str, after_seq: int, held: Held) -> Held:
-        """The client may have seen events on the run's own process that it has not flushed yet."""
-        deadline = time.monotonic() + CATCH_UP_S
-        while after_seq > held.last and time.monotonic() < deadline:
-            await asyncio.sleep(CATCH_UP_POLL_S)
-            held = await self._log.read(session_id, after_seq)
-        return held
-
     @staticmethod
-    def _rule(channel: _Channel, held: Held) -> tuple[list[RunEvent], bool]:
+    def _rule(channel: _Channel, held: Held) -> tuple[list[RunEvent], bool]:  # what the log has, or what we issued
         return replay_rule(held.events, held.after_seq, max(channel.seq, held.last), held.floor)
 
     def _unsubscribe(self, session_id: str, subscription: Subscription) -> None:
@@ -142,8 +116,7 @@ class EventHub:
         channel = self._channel(session_id)
         return self._rule(channel, await self._log.read(session_id, after_seq))
 
-    async def last_seq(self, session_id: str) -> int:
-        """The seq of the session's latest event."""
+    async def last_seq(self, session_id: str) -> int:  # the seq of the session's latest event
         channel = self._channel(session_id)
         if self._feed is None or channel.publishing or channel.synced:
             return channel.seq
@@ -197,9 +170,8 @@ class EventHub:
         the transport cannot be reached (the release is then retried)."""
         await self._end(session_id, run_id, partial(self._claims.release, session_id, run_id), final)
 
-    async def _end(
-        self, session_id: str, run_id: str, release: Callable[[], Awaitable[None]], final: FinalEvent | None
-    ) -> None:
+    async def _end(self, session_id: str, run_id: str, release: Callable[[], Awaitable[None]],
+                   final: FinalEvent | None) -> None:
         channel = self._channel(session_id)
         event = None
         if final is not None:
@@ -217,8 +189,7 @@ class EventHub:
                 for subscriber in channel.subscribers:
                     subscriber.put(event)
 
-    async def active_run(self, session_id: str) -> str | None:
-        """The session's active run id, wherever it runs."""
+    async def active_run(self, session_id: str) -> str | None:  # wherever it runs
         return await self._claims.active_run(session_id)
 
     async def drop_session(self, session_id: str) -> None:
@@ -277,8 +248,7 @@ class EventHub:
     # -- control and lifecycle ------------------------------------------------------------------------
 
     async def send_control(self, control: RunControl) -> None:
-        """Deliver `control` to the process that owns the run."""
-        await self._claims.send_control(control)
+        await self._claims.send_control(control)  # to the process that owns the run
 
     def on_control(self, handler: ControlHandler) -> None:
         self._claims.on_control(handler)
@@ -317,7 +287,6 @@ class EventHub:
         if self._shared is not None:
             await self._shared.close()
 
-    async def ping(self) -> None:
-        """Raise BrokerUnavailableError if the transport cannot be reached."""
+    async def ping(self) -> None:  # BrokerUnavailableError if the transport cannot be reached
         if self._shared is not None:
             await self._shared.ping()

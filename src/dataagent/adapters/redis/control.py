@@ -28,7 +28,7 @@ log = logging.getLogger("dataagent.redis")
 
 WATCH_TTL_MS = 6000  # a watcher registration lapses this long after the watching process stops refreshing it
 RETRY_S = 1.0
-LISTEN_POLL_S = 1.0  # the longest a pub/sub read waits before the listener looks again (close stays prompt)
+LISTEN_POLL_S = 0.2  # the longest a pub/sub read waits before the listener looks whether it must stop
 
 
 class Control:
@@ -39,6 +39,7 @@ class Control:
         self._drop = link.script("drop")
         self._handler: ControlHandler | None = None
         self.listener: FeedListener | None = None
+        self.stopping = False  # set by close: the listener ends at its next look
 
     def on_control(self, handler: ControlHandler) -> None:
         self._handler = handler
@@ -114,16 +115,17 @@ class Control:
 
     # -- the listener -------------------------------------------------------------------------------
 
-    async def listen_forever(self, subscribed: asyncio.Event | None = None) -> None:
-        """Handle the messages of this process's channel and of everyone's. Reads wait at most LISTEN_POLL_S, so
-        cancelling the task never waits on a read that redis-py cannot interrupt cleanly."""
-        while True:
+    async def listen_forever(self) -> None:
+        """Handle the messages of this process's channel and of everyone's until `stopping`.
+
+        Not left to cancellation alone: redis-py's `get_message(timeout=...)` can swallow a cancel that lands as
+        its own timeout fires, and the task then read on forever (close() right after start() hung). Each read
+        waits at most LISTEN_POLL_S, and the loop ends when `stopping` is set."""
+        while not self.stopping:
             try:
                 async with self._link.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._link.k("ctl", self._link.owner), self._link.k("ctl"))
-                    if subscribed is not None:
-                        subscribed.set()
-                    while True:
+                    while not self.stopping:
                         message = await pubsub.get_message(timeout=LISTEN_POLL_S)
                         if message is None:
                             continue

@@ -5,6 +5,7 @@ run."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from dataagent.application.replay import floor_seq
 from dataagent.domain.errors import BrokerUnavailableError
 from dataagent.domain.events import EventType, RunEvent
 
+CATCH_UP_S = 0.5  # how long a read waits for another process's unflushed events the client says it has seen
+CATCH_UP_POLL_S = 0.02
 IDLE_POLL_S = 0.05  # how often the feed looks for sessions to read while it has none
 BLOCK_MS = 200  # how long one XREAD waits for new entries
 RETRY_S = 1.0
@@ -36,18 +39,28 @@ class StreamReader:
         self._link = link
         self._outbox = outbox
         self._seq_ttl_ms = seq_ttl_ms
-        self._read = link.script("read")
+        self._read_script = link.script("read")
         self._last_seq = link.script("last_seq")
         self.listener: FeedListener | None = None
 
     async def read(self, session_id: str, after_seq: int | None) -> Held:
         """What the stream holds after `after_seq`, read at one instant after this process's own unflushed events
-        of the session are written. A batch's entry id is its last seq, so the entries from `after_seq + 1` on
-        hold every held event after it (and a trimmed one shows as a gap)."""
+        of the session are written. A client may have seen events on the run's own process that it has not
+        flushed yet: while a run is active and `after_seq` lies beyond the stream, it looks again a little."""
+        held = await self._read(session_id, after_seq)
+        deadline = time.monotonic() + CATCH_UP_S
+        while after_seq and held.active_run is not None and after_seq > held.last and time.monotonic() < deadline:
+            await asyncio.sleep(CATCH_UP_POLL_S)
+            held = await self._read(session_id, after_seq)
+        return held
+
+    async def _read(self, session_id: str, after_seq: int | None) -> Held:
+        """A batch's entry id is its last seq, so the entries from `after_seq + 1` on hold every held event after
+        it (and a trimmed one shows as a gap)."""
         await self._outbox.flush([session_id])
         first = "-" if not after_seq else f"{min(max(after_seq + 1, 0), 2**63 - 1)}-0"  # a stream id is u64
         link = self._link
-        entries, run, stored, trimmed = await link.call(self._read(
+        entries, run, stored, trimmed = await link.call(self._read_script(
             keys=[link.k("ev", session_id), link.k("seq", session_id), link.k("run", session_id)],
             args=[first, floor_seq(), self._seq_ttl_ms]))
         events = _decode_script_entries(session_id, entries)

@@ -133,6 +133,7 @@ class RedisTransport(EventLog, RunClaims, SharedTransport):
     # -- Connection ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.control.stopping = False
         await self.ping()
         await self.outbox.load()
         for work in (self.outbox.flush_forever, self.reader.feed_forever, self.control.refresh_forever,
@@ -143,6 +144,7 @@ class RedisTransport(EventLog, RunClaims, SharedTransport):
         """Write what is unflushed, stop the background work; the client is the container's to close."""
         with contextlib.suppress(BrokerUnavailableError):
             await self.outbox.flush()
+        self.control.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
