@@ -119,7 +119,7 @@ class MemoryTransport(EventLog, RunClaims):
         return self._runs.get(session_id)
 
     async def send_control(self, control: RunControl) -> None:
-        if self._handler is not None:
+        if self._handler is not None and self._runs.get(control.session_id) == control.run_id:
             await self._handler(control)
 
     def on_control(self, handler: ControlHandler) -> None:

@@ -147,9 +147,8 @@ class RedisTransport(EventLog, RunClaims, SharedTransport):
         self.control.stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # gather, not a suppressed await per task: a cancel of close() itself must not be swallowed
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
     async def ping(self) -> None:
