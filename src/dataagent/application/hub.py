@@ -36,6 +36,7 @@ log = logging.getLogger("dataagent.hub")
 @dataclass(slots=True)
 class _Channel:
     seq: int                          # the last seq this process issued or delivered for the session
+    hold: Callable[[RunEvent], None]  # the log's holder of the session's events
     subscribers: set[Subscription] = field(default_factory=set)
     publishing: bool = False          # this process numbers the session's events now (runs it, or closes it)
     synced: bool = False              # `seq` is this process's place in a shared log: the feed reads after it
@@ -51,7 +52,6 @@ class EventHub:
                  idle_s: float = 600.0, sweep_s: float = 30.0) -> None:
         self._log, self._claims, self._leases = log, claims, shared
         self._feed = self._shared = shared
-        self._append = log.append
         self._idle_s, self._sweep_s = idle_s, sweep_s
         self._channels: dict[str, _Channel] = {}
         self._orphans: OrphanHandler | None = None
@@ -63,7 +63,8 @@ class EventHub:
     def _channel(self, session_id: str) -> _Channel:
         channel = self._channels.get(session_id)
         if channel is None:
-            channel = self._channels[session_id] = _Channel(self._log.known_last(session_id))
+            channel = self._channels[session_id] = _Channel(
+                self._log.known_last(session_id), self._log.holder(session_id))
         return channel
 
     # -- events -------------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ class EventHub:
         channel = self._channels.get(session_id) or self._channel(session_id)
         seq = channel.seq = channel.seq + 1
         event = RunEvent(event_type, data, session_id, run_id, seq, datetime.now(UTC))
-        self._append(event)
+        channel.hold(event)
         for subscriber in channel.subscribers:  # put() never changes the set synchronously
             subscriber.put(event)
         return event
@@ -177,7 +178,7 @@ class EventHub:
         if final is not None:
             channel.seq += 1
             event = RunEvent(final[0], final[1], session_id, run_id, channel.seq, datetime.now(UTC))
-            self._append(event)
+            channel.hold(event)
         try:
             await release()
         except BrokerUnavailableError:
@@ -205,7 +206,7 @@ class EventHub:
             subscriber.fail(SessionNotFoundError())
         if channel.publishing:  # a run that did not stop in time keeps its claim until it ends
             channel.seq += 1  # a gap: its later events never follow its earlier ones
-            channel.synced = False
+            channel.synced, channel.hold = False, self._log.holder(session_id)
         elif self._log.forget(session_id):
             del self._channels[session_id]
 

@@ -168,8 +168,9 @@ class Held:
 class EventLog(Protocol):
     """Holds a session's events for replay, numbered by the hub (application/hub.py)."""
 
-    def append(self, event: RunEvent) -> None:
-        """Hold an event the hub just numbered; never blocks, never raises (the per-token path)."""
+    def holder(self, session_id: str) -> Callable[[RunEvent], None]:
+        """What holds the session's events the hub numbers (the per-token path: never blocks, never raises);
+        valid until the session is dropped or forgotten."""
         ...
 
     def known_last(self, session_id: str) -> int:

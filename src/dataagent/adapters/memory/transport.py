@@ -7,6 +7,7 @@ process) and no feed (no other process numbers events).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,6 +43,15 @@ class _Log:
     def last(self) -> int:
         return _seq_of(self.held[-1]) if self.held else self.floor
 
+    def hold(self, event: RunEvent) -> None:
+        data = event.data
+        if event.event_type == "text" and len(data) == 2 and data.get("is_final") is False:  # see _HeldText
+            self.held.append((event.seq, event.run_id, event.timestamp, data["content"]))
+        else:
+            self.held.append(event)
+            if event.event_type == EventType.RUN_STARTED:
+                self.run_start = event.seq
+
 
 class MemoryTransport(EventLog, RunClaims):
     """Holds the last `replay_events` events of each session for replay, and its one active run."""
@@ -62,17 +72,8 @@ class MemoryTransport(EventLog, RunClaims):
 
     # -- EventLog -----------------------------------------------------------------------------------
 
-    def append(self, event: RunEvent) -> None:
-        log = self._logs.get(event.session_id)
-        if log is None:
-            log = self._logs[event.session_id] = _Log(event.seq - 1, deque(maxlen=self._replay_events))
-        data = event.data
-        if event.event_type == "text" and len(data) == 2 and data.get("is_final") is False:  # see _HeldText
-            log.held.append((event.seq, event.run_id, event.timestamp, data["content"]))
-        else:
-            log.held.append(event)
-            if event.event_type == EventType.RUN_STARTED:
-                log.run_start = event.seq
+    def holder(self, session_id: str) -> Callable[[RunEvent], None]:
+        return self._log(session_id).hold
 
     def known_last(self, session_id: str) -> int:
         return self._log(session_id).last

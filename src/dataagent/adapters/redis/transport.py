@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from dataagent.adapters.redis.client import PREFIX, Link
@@ -68,8 +69,8 @@ class RedisTransport(EventLog, RunClaims, SharedTransport):
 
     # -- EventLog -----------------------------------------------------------------------------------
 
-    def append(self, event: RunEvent) -> None:
-        self.outbox.append(event)
+    def holder(self, session_id: str) -> Callable[[RunEvent], None]:
+        return self.outbox.append
 
     def known_last(self, session_id: str) -> int:
         return self.outbox.last(session_id)
