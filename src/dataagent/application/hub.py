@@ -282,8 +282,7 @@ class EventHub:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await asyncio.gather(self._sweeper, return_exceptions=True)  # a cancel of close() itself still raises
             self._sweeper = None
         if self._shared is not None:
             await self._shared.close()

@@ -259,8 +259,7 @@ class FeedListener(Protocol):
         """Sessions numbered elsewhere that subscribers here watch, each with the last seq delivered."""
         ...
 
-    def watching(self) -> list[str]:
-        """Sessions with subscribers here."""
+    def watching(self) -> list[str]:  # sessions with subscribers here
         ...
 
     def deliver(self, session_id: str, events: list[RunEvent]) -> None:
@@ -275,8 +274,7 @@ class FeedListener(Protocol):
 class Feed(Protocol):
     """A log shared by several processes: it hands events numbered elsewhere to the hub."""
 
-    def attach(self, listener: FeedListener) -> None:
-        """The hub to hand events and drops to."""
+    def attach(self, listener: FeedListener) -> None:  # the hub to hand events and drops to
         ...
 
     async def watch(self, session_id: str) -> None:
@@ -295,8 +293,7 @@ class Connection(Protocol):
         """Stop background work and release connections."""
         ...
 
-    async def ping(self) -> None:
-        """Raise BrokerUnavailableError if the transport cannot be reached."""
+    async def ping(self) -> None:  # BrokerUnavailableError if the transport cannot be reached
         ...
 
 
