@@ -205,8 +205,7 @@ class RunClaims(Protocol):
         """End this process's claim of `run_id` (no-op if it is not the claimant), after the events appended."""
         ...
 
-    async def active_run(self, session_id: str) -> str | None:
-        """The session's active run id, wherever it runs."""
+    async def active_run(self, session_id: str) -> str | None:  # the session's active run, wherever it runs
         ...
 
     async def send_control(self, control: RunControl) -> None:
@@ -285,12 +284,10 @@ class Feed(Protocol):
 class Connection(Protocol):
     """A transport reached over the network, with background work of its own."""
 
-    async def start(self) -> None:
-        """Connect and start background work."""
+    async def start(self) -> None:  # connect and start background work
         ...
 
-    async def close(self) -> None:
-        """Stop background work and release connections."""
+    async def close(self) -> None:  # stop background work and release connections
         ...
 
     async def ping(self) -> None:  # BrokerUnavailableError if the transport cannot be reached
