@@ -19,16 +19,17 @@ import time
 
 from dataagent.adapters.agents.demo import DemoEngine
 from dataagent.adapters.http.websocket import encode
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.chat import ChatService
+from dataagent.application.hub import EventHub
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Item
 from dataagent.domain.events import RunEvent
 
 
-async def one_user(chat: ChatService, broker: InMemoryRunBroker, i: int, questions: int, direct: bool) -> int:
+async def one_user(chat: ChatService, broker: EventHub, i: int, questions: int, direct: bool) -> int:
     sid = f"s{i}"
     sub = await broker.subscribe(sid, None, 10_000)
     events = 0
@@ -60,7 +61,7 @@ async def one_user(chat: ChatService, broker: InMemoryRunBroker, i: int, questio
 
 
 async def run(users: int, tokens: int, questions: int, direct: bool = True) -> int:
-    repo, broker = InMemorySessionRepository(), InMemoryRunBroker()
+    repo, broker = InMemorySessionRepository(), in_memory_hub()
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, DemoEngine(chunks=tokens, delay_ms=0), clock, ids)
     runs.attach()

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from dataagent.adapters.redis.broker import RedisRunBroker
+from dataagent.adapters.redis.client import close_client, make_client
+from dataagent.adapters.redis.transport import RedisTransport, redis_hub
+from dataagent.application.hub import EventHub
 from dataagent.application.streams import Subscription
 from dataagent.domain.events import RunEvent
 from tests.services import require_service
@@ -28,23 +30,35 @@ async def delete_keys(admin: aioredis.Redis, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def brokers(n: int, **options: Any) -> AsyncIterator[list[RedisRunBroker]]:
+async def brokers(n: int, max_connections: int = 100, **options: Any) -> AsyncIterator[list[EventHub]]:
+    """`n` hubs over Redis transports of their own, as `n` processes would hold; `transport(hub)` reaches under."""
     require_service("127.0.0.1", 6379, "Redis")
     admin = aioredis.Redis.from_url(URL)
     prefix = f"test-{secrets.token_hex(4)}:"
-    started = [RedisRunBroker(URL, prefix=prefix, **options) for _ in range(n)]
+    transports = [RedisTransport(make_client(URL, max_connections), prefix=prefix, **options) for _ in range(n)]
+    started = [redis_hub(t) for t in transports]
+    TRANSPORTS.update((id(hub), t) for hub, t in zip(started, transports, strict=True))
     try:
         for broker in started:
             await broker.start()
         yield started
     finally:
-        for broker in started:
+        for broker, t in zip(started, transports, strict=True):
             await broker.close()
+            await close_client(t.link.redis)
+            TRANSPORTS.pop(id(broker), None)
         await delete_keys(admin, prefix)
         await admin.aclose()
 
 
-def text(broker: RedisRunBroker, sid: str, run_id: str, n: int) -> list[RunEvent]:
+TRANSPORTS: dict[int, RedisTransport] = {}
+
+
+def transport(hub: EventHub) -> RedisTransport:
+    return TRANSPORTS[id(hub)]
+
+
+def text(broker: EventHub, sid: str, run_id: str, n: int) -> list[RunEvent]:
     return [broker.publish(sid, run_id, "text", {"content": f"{i} ", "is_final": False}) for i in range(n)]
 
 
@@ -86,11 +100,12 @@ async def test_the_next_run_on_another_process_numbers_on_from_the_last_runs_don
 async def test_a_batch_the_stream_has_moved_past_is_dropped_and_other_sessions_keep_flowing() -> None:
     async with brokers(1) as (broker,):
         assert await broker.claim_run("s", "r1") and await broker.claim_run("t", "r2")
-        await broker._call(broker._redis.xadd(broker._k("ev", "s"), {"o": "x", "e": "[]"}, id=f"{2**62}-0"))
+        link = transport(broker).link
+        await link.call(link.redis.xadd(link.k("ev", "s"), {"o": "x", "e": "[]"}, id=f"{2**62}-0"))
         stale = text(broker, "s", "r1", 3)  # below the stream's top: Redis refuses the batch
         fine = text(broker, "t", "r2", 3)
-        await broker._flush()
-        assert not broker._channels["s"].outbox  # not re-queued forever
+        await transport(broker).outbox.flush()
+        assert not transport(broker).outbox.last("s")  # not re-queued forever
         held, complete = await broker.replay("t", fine[0].seq - 1)
         assert complete and [e.seq for e in held] == [e.seq for e in fine]
         assert (await broker.replay("s", stale[0].seq - 1))[0] == []
@@ -99,11 +114,12 @@ async def test_a_batch_the_stream_has_moved_past_is_dropped_and_other_sessions_k
 async def test_an_owner_takes_its_claim_back_after_redis_lost_its_data_and_the_sweeper_spares_its_runs() -> None:
     async with brokers(2, lease_s=1) as (owner, other):
         assert await owner.claim_run("s", "r1")
-        await delete_keys(owner._redis, owner._k(""))  # Redis restarted empty, without its scripts either
-        owner._flush_script.sha = "0" * 40  # (a script unknown to Redis: SCRIPT FLUSH would hit every user)
+        link = transport(owner).link
+        await delete_keys(link.redis, link.k(""))  # Redis restarted empty, without its scripts either
+        transport(owner).outbox.sha = "0" * 40  # (a script unknown to Redis: SCRIPT FLUSH would hit every user)
         assert await other.active_run("s") is None
         events = text(owner, "s", "r1", 3)
-        await owner._flush()
+        await transport(owner).outbox.flush()
         held, _ = await other.replay("s", events[0].seq - 1)
         assert [e.seq for e in held] == [e.seq for e in events]
         await owner.renew_runs({("s", "r1"): {"text": "so far"}})

@@ -8,7 +8,7 @@ import pytest
 
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import RunEvent
-from tests.integration.test_redis_broker import brokers, text
+from tests.integration.test_redis_broker import brokers, text, transport
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -31,7 +31,7 @@ async def test_a_drop_on_one_process_fails_the_subscribers_of_every_process_and_
         assert await b.claim_run("s", "bob-run")
         new = text(b, "s", "bob-run", 3)
         assert new[0].seq >= old[-1].seq + 3
-        await b._flush()
+        await transport(b).outbox.flush()
         held, complete = await a.replay("s", old[0].seq - 1)
         assert (held, complete) == ([], False)
         held, complete = await a.replay("s", new[0].seq - 1)
@@ -42,9 +42,9 @@ async def test_a_late_flush_of_a_dropped_sessions_events_is_not_held_for_its_nex
     async with brokers(2) as (owner, other):
         assert await owner.claim_run("s", "alice-run")
         late: list[RunEvent] = text(owner, "s", "alice-run", 3)  # not flushed yet
-        owner._drop_local = lambda session_id, base: None  # type: ignore[method-assign]  # missed the news
+        owner.dropped = lambda session_id, base: None  # type: ignore[method-assign]  # missed the news
         await other.drop_session("s")
-        await owner._flush()
+        await transport(owner).outbox.flush()
         assert await other.replay("s", late[0].seq - 1) == ([], False)
         stored = await other.last_seq("s")
         assert stored > late[-1].seq and (await other.replay("s", stored)) == ([], True)

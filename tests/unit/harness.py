@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.chat import ChatService
+from dataagent.application.hub import EventHub
 from dataagent.application.ports import AgentEngine
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
@@ -16,7 +17,7 @@ from dataagent.application.sessions import SessionService
 @dataclass
 class Core:
     repo: InMemorySessionRepository
-    broker: InMemoryRunBroker
+    broker: EventHub
     runs: RunManager
     chat: ChatService
     sessions: SessionService
@@ -28,7 +29,7 @@ def build_core(
 ) -> Core:
     """The core around `engine`; pass the `repo` of another core to model a restart on a durable store."""
     repo = repo or InMemorySessionRepository()
-    broker = InMemoryRunBroker(replay_events=replay_events)
+    broker = in_memory_hub(replay_events=replay_events)
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))
     runs.attach()

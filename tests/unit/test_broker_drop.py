@@ -8,18 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataagent.adapters.memory.broker import InMemoryRunBroker
+from dataagent.adapters.memory.transport import in_memory_hub
+from dataagent.application.hub import EventHub
 from dataagent.application.streams import Subscription
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import RunEvent
 
 
-def publish(broker: InMemoryRunBroker, sid: str, run_id: str, n: int) -> list[RunEvent]:
+def publish(broker: EventHub, sid: str, run_id: str, n: int) -> list[RunEvent]:
     return [broker.publish(sid, run_id, "text", {"content": f"{run_id} {i}", "is_final": False}) for i in range(n)]
 
 
 async def test_a_subscriber_gets_what_was_queued_and_then_session_not_found() -> None:
-    broker = InMemoryRunBroker()
+    broker = in_memory_hub()
     subscription = await broker.subscribe("s", None, 100)
     sent = publish(broker, "s", "alice-run", 3)
     await broker.drop_session("s")
@@ -30,7 +31,7 @@ async def test_a_subscriber_gets_what_was_queued_and_then_session_not_found() ->
 
 
 async def test_a_waiting_subscriber_is_woken_by_the_drop() -> None:
-    broker = InMemoryRunBroker()
+    broker = in_memory_hub()
     subscription = await broker.subscribe("s", None, 100)
     waiting = asyncio.create_task(subscription.get_batch())
     await asyncio.sleep(0)  # kept: one loop pass, and the reader waits (no time passes)
@@ -40,7 +41,7 @@ async def test_a_waiting_subscriber_is_woken_by_the_drop() -> None:
 
 
 async def test_a_run_that_outlives_the_drop_keeps_its_claim_but_its_held_events_go() -> None:
-    broker = InMemoryRunBroker()
+    broker = in_memory_hub()
     assert await broker.claim_run("s", "slow-run")
     old = publish(broker, "s", "slow-run", 3)
     await broker.drop_session("s")
@@ -54,7 +55,7 @@ def test_each_life_of_an_id_numbers_above_and_apart_from_every_earlier_one_and_r
     lives: list[int],
 ) -> None:
     async def scenario() -> None:
-        broker = InMemoryRunBroker()
+        broker = in_memory_hub()
         last_of_earlier = 0
         for life, count in enumerate(lives):
             start = await broker.last_seq("s")

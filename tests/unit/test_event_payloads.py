@@ -3,7 +3,7 @@ to what they build."""
 
 from __future__ import annotations
 
-from dataagent.adapters.memory.broker import InMemoryRunBroker
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.domain.events import done_payload, is_text_delta, text_delta, text_end
 
 
@@ -21,10 +21,10 @@ def test_only_a_plain_delta_is_recognised_as_one() -> None:
 
 async def test_the_hot_path_literals_build_what_the_constructors_build() -> None:
     content = "chunk "
-    # application/runs.py (_drive's per-token publish) and adapters/memory/broker.py (_unhold) keep these
+    # application/runs.py (_drive's per-token publish) and adapters/memory/transport.py (held deltas) keep these
     # literals on purpose (a call per token costs); they must stay equal to the constructors' dicts
     assert {"content": content, "is_final": False} == text_delta(content)
-    broker = InMemoryRunBroker()
+    broker = in_memory_hub()
     published = broker.publish("s", "r", "text", text_delta(content))
     held, complete = await broker.replay("s", published.seq - 1)  # a held delta is rebuilt from a tuple
     assert complete and held[0].data == text_delta(content) and held[0] == published

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import MemoryTransport
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.approvals import LiveRun
 from dataagent.application.chat import ChatService
 from dataagent.application.failover import OrphanCloser
+from dataagent.application.hub import EventHub
 from dataagent.application.leases import checkpoint
 from dataagent.application.ports import FinalEvent
 from dataagent.application.runs import RunManager
@@ -24,12 +25,13 @@ SID, RUN = "s1", "run_1"
 clock, ids = SystemClock(), UuidIdGenerator()
 
 
-class LeasingBroker(InMemoryRunBroker):
-    """The memory broker with the leases of a shared one: owners renew every `interval` and their checkpoints
-    are kept for the closer, as the Redis broker does."""
+class LeasingBroker(EventHub):
+    """The hub on the memory transport with the leases of a shared one: owners renew every `interval` and their
+    checkpoints are kept for the closer, as the Redis transport does."""
 
-    def __init__(self, interval: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, interval: float | None = None, replay_events: int = 1000) -> None:
+        transport = MemoryTransport(replay_events)
+        super().__init__(transport, transport)
         self.interval = interval
         self.saved: dict[tuple[str, str], dict[str, Any]] = {}
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
+from dataagent.application.hub import EventHub
 from dataagent.application.watch import Ownership, SessionWatch
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.models import Session
@@ -21,12 +22,12 @@ def repo() -> InMemorySessionRepository:
 
 
 @pytest.fixture
-def broker() -> InMemoryRunBroker:
-    return InMemoryRunBroker()
+def broker() -> EventHub:
+    return in_memory_hub()
 
 
 @pytest.fixture
-def watch(repo: InMemorySessionRepository, broker: InMemoryRunBroker) -> SessionWatch:
+def watch(repo: InMemorySessionRepository, broker: EventHub) -> SessionWatch:
     return SessionWatch(repo, broker)
 
 
@@ -42,7 +43,7 @@ async def test_an_id_nobody_uses_is_unused_and_watched_all_the_same(watch: Sessi
 
 
 async def test_the_owners_session_is_owned_and_subscribed(
-    watch: SessionWatch, repo: InMemorySessionRepository, broker: InMemoryRunBroker
+    watch: SessionWatch, repo: InMemorySessionRepository, broker: EventHub
 ) -> None:
     await create(repo, "s1", "alice")
     result = await watch.watch("alice", "s1", None, 10)
@@ -84,7 +85,7 @@ async def test_a_deleted_then_recreated_id_belongs_to_its_new_owner_only(
 
 
 async def test_resume_replays_held_events_of_an_owned_session_only(
-    watch: SessionWatch, repo: InMemorySessionRepository, broker: InMemoryRunBroker
+    watch: SessionWatch, repo: InMemorySessionRepository, broker: EventHub
 ) -> None:
     await create(repo, "s1", "alice")
     first = broker.publish("s1", None, "text", {"content": "a", "is_final": False})
@@ -101,7 +102,7 @@ async def test_resume_replays_held_events_of_an_owned_session_only(
 async def test_resume_after_events_no_longer_held_is_incomplete(
     repo: InMemorySessionRepository,
 ) -> None:
-    broker = InMemoryRunBroker(replay_events=2)
+    broker = in_memory_hub(replay_events=2)
     watch = SessionWatch(repo, broker)
     await create(repo, "s1", "alice")
     events = [broker.publish("s1", None, "text", {"content": str(i), "is_final": False}) for i in range(5)]

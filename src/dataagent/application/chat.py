@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataagent.application.bounds import Bounds
-from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, IdGenerator, RunControl, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
 from dataagent.application.watch import Ownership, SessionWatch, ownership_of
@@ -48,7 +49,7 @@ class ChatService:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         runs: RunManager,
         clock: Clock,
         ids: IdGenerator,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dataagent.application.ports import Clock, FinalEvent, IdGenerator, RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, FinalEvent, IdGenerator, SessionRepository
 from dataagent.application.run_end import error_data
 from dataagent.domain.errors import WorkerLostError
 from dataagent.domain.events import EventType, RunEvent, done_payload
@@ -30,7 +31,7 @@ class OrphanCloser:
 
     It publishes the `error`; the broker publishes the returned `done` once the session is free."""
 
-    def __init__(self, repository: SessionRepository, broker: RunBroker, clock: Clock, ids: IdGenerator) -> None:
+    def __init__(self, repository: SessionRepository, broker: EventHub, clock: Clock, ids: IdGenerator) -> None:
         self._repo = repository
         self._broker = broker
         self._clock = clock

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dataagent.application.approvals import LiveRun
-from dataagent.application.ports import RunBroker
+from dataagent.application.hub import EventHub
 from dataagent.domain.errors import DataAgentError
 
 log = logging.getLogger("dataagent.failover")
@@ -32,7 +32,7 @@ class LeaseKeeper:
     """Renews the leases of a process's runs every lease/3 and checkpoints them, while it has runs (shared
     brokers only: the local broker has no leases)."""
 
-    def __init__(self, broker: RunBroker, runs: Mapping[str, LiveRun]) -> None:
+    def __init__(self, broker: EventHub, runs: Mapping[str, LiveRun]) -> None:
         self._broker = broker
         self._runs = runs
         self._task: asyncio.Task[None] | None = None

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
 from dataagent.domain.events import AgentOutput, RunEvent
 from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
@@ -155,64 +154,58 @@ FinalEvent = tuple[str, dict[str, Any]]  # (event_type, data) of a run's last ev
 OrphanHandler = Callable[[str, str], Awaitable[FinalEvent | None]]
 
 
-class RunBroker(Protocol):
-    """Numbers, holds and fans out a session's events; routes control to a run's owner; one run per session."""
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What an event log holds of a session after a seq, read at one instant."""
 
-    def publish(self, session_id: str, run_id: str | None, event_type: str, data: dict[str, Any]) -> RunEvent:
-        """Give the event the session's next seq, hold it for replay and deliver it to subscribers."""
+    events: list[RunEvent]    # the held events numbered above `after_seq`, ascending
+    after_seq: int            # the seq asked for (None asked: the active run's start - 1, or `last`)
+    last: int                 # the last seq of the session's numbering the log knows of
+    floor: int | None         # its numbering started above this and every event since is held; None: some went
+    active_run: str | None    # the session's active run
+
+
+class EventLog(Protocol):
+    """Holds a session's events for replay, numbered by the hub (application/hub.py)."""
+
+    def holder(self, session_id: str) -> Callable[[RunEvent], None]:
+        """What holds the session's events the hub numbers (the per-token path: never blocks, never raises);
+        valid until the session is dropped or forgotten."""
         ...
 
-    async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
-        """Held events after `after_seq` (None: from the active run's start), then live events."""
+    def known_last(self, session_id: str) -> int:
+        """The last seq this process knows for the session, without waiting (0: it knows none)."""
         ...
 
-    async def replay(self, session_id: str, after_seq: int) -> tuple[list[RunEvent], bool]:
-        """The held events after `after_seq` and True; or no events and False if some were evicted (a gap)."""
+    async def read(self, session_id: str, after_seq: int | None) -> Held:
+        """The held events after `after_seq` (None: from the active run's `run_started`; 0: all held)."""
         ...
 
     async def last_seq(self, session_id: str) -> int:
-        """The seq of the session's latest event (0 if none)."""
+        """The last seq of the session's numbering, which starts above `floor_seq()` if it has none."""
         ...
 
-    async def claim_run(self, session_id: str, run_id: str) -> bool:
-        """Make `run_id` the session's one active run, owned by this process; False if another runs."""
+    async def drop(self, session_id: str) -> int:
+        """Forget the session's held events; the seq above which its next life numbers (above all it issued)."""
         ...
 
-    @property
-    def lease_renew_interval_s(self) -> float | None:
-        """How often an owner renews its runs' leases and checkpoints them; None: one process, no leases."""
+    def forget(self, session_id: str) -> bool:
+        """Free what this process keeps for a session nobody here uses; False if it must stay (unwritten work)."""
         ...
 
-    async def renew_runs(self, checkpoints: dict[tuple[str, str], dict[str, Any]]) -> None:
-        """Renew the leases of these (session_id, run_id) runs and store their checkpoints (partial text...)."""
+
+class RunClaims(Protocol):
+    """One active run per session, and the control channel to the process that owns a run."""
+
+    async def claim(self, session_id: str, run_id: str) -> int | None:
+        """Make `run_id` the session's active run, owned here: the last seq to number on from; None if taken."""
         ...
 
-    async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
-        """The last checkpoint an owner stored for the run, or None."""
+    async def release(self, session_id: str, run_id: str) -> None:
+        """End this process's claim of `run_id` (no-op if it is not the claimant), after the events appended."""
         ...
 
-    def on_orphan(self, handler: OrphanHandler) -> None:
-        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it.
-
-        The claim stays until the handler has returned: no new run starts in the session meanwhile. Its
-        returned event is published as the run's last, as by `release_run`."""
-        ...
-
-    async def release_run(self, session_id: str, run_id: str, final: FinalEvent | None = None) -> None:
-        """End the claim of `run_id` on the session (no-op if it is not the claimant), then publish `final`.
-
-        `final` (the run's `done`) is numbered after every event of the run and goes out only once the session
-        is free, so a client that sees it may start the next run at once, on any process. It reaches this
-        process's subscribers even if the broker cannot be reached (the release is then retried)."""
-        ...
-
-    async def active_run(self, session_id: str) -> str | None:
-        """The session's active run id, wherever it runs."""
-        ...
-
-    async def drop_session(self, session_id: str) -> None:
-        """The session was deleted or expired: on every process, its subscriptions fail with SessionNotFoundError
-        (after what they hold) and its held events go; later seqs of the id lie above all it issued, with a gap."""
+    async def active_run(self, session_id: str) -> str | None:  # the session's active run, wherever it runs
         ...
 
     async def send_control(self, control: RunControl) -> None:
@@ -223,14 +216,83 @@ class RunBroker(Protocol):
         """Register the handler that receives control for runs this process owns."""
         ...
 
-    async def start(self) -> None:
-        """Connect and start background work."""
+
+
+# Called with (session_id, run_id, owner) of a run whose lease this process took from a dead owner.
+ExpiredHandler = Callable[[str, str, str], Awaitable[None]]
+
+
+class Leases(Protocol):
+    """Runs shared between processes: an owner renews its runs' leases; an expired one is closed elsewhere."""
+
+    @property
+    def lease_renew_interval_s(self) -> float:
+        """How often an owner renews its runs' leases and checkpoints them."""
         ...
 
-    async def close(self) -> None:
-        """Stop background work and release connections."""
+    async def renew(self, checkpoints: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Renew the leases of these (session_id, run_id) runs and store their checkpoints."""
         ...
 
-    async def ping(self) -> None:
-        """Raise BrokerUnavailableError if the broker cannot be reached."""
+    async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
+        """The last checkpoint an owner stored for the run, or None."""
         ...
+
+    def on_expired(self, handler: ExpiredHandler) -> None:
+        """Register the handler called (in exactly one process) for a lease nobody renewed in time."""
+        ...
+
+    async def release_orphan(self, session_id: str, run_id: str, owner: str) -> None:
+        """End the dead `owner`'s claim of `run_id`, after the events appended."""
+        ...
+
+    async def relapse(self, session_id: str, run_id: str, owner: str) -> None:
+        """Put back the lease of a run whose closing failed: the sweep tries again later."""
+        ...
+
+
+class FeedListener(Protocol):
+    """The hub, as a shared log's feed sees it: where each watched session stands, and what to hand on."""
+
+    def positions(self) -> dict[str, int]:
+        """Sessions numbered elsewhere that subscribers here watch, each with the last seq delivered."""
+        ...
+
+    def watching(self) -> list[str]:  # sessions with subscribers here
+        ...
+
+    def deliver(self, session_id: str, events: list[RunEvent]) -> None:
+        """Events another process numbered: to this process's subscribers, each once, in order."""
+        ...
+
+    def dropped(self, session_id: str, base: int) -> None:
+        """The session was dropped (on any process); its next life numbers above `base`."""
+        ...
+
+
+class Feed(Protocol):
+    """A log shared by several processes: it hands events numbered elsewhere to the hub."""
+
+    def attach(self, listener: FeedListener) -> None:  # the hub to hand events and drops to
+        ...
+
+    async def watch(self, session_id: str) -> None:
+        """Say that this process has subscribers of the session (its owner then flushes it promptly)."""
+        ...
+
+
+class Connection(Protocol):
+    """A transport reached over the network, with background work of its own."""
+
+    async def start(self) -> None:  # connect and start background work
+        ...
+
+    async def close(self) -> None:  # stop background work and release connections
+        ...
+
+    async def ping(self) -> None:  # BrokerUnavailableError if the transport cannot be reached
+        ...
+
+
+class SharedTransport(Leases, Feed, Connection, Protocol):
+    """What a transport shared by several processes adds to EventLog and RunClaims."""

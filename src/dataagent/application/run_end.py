@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 from dataagent.application.approvals import Approvals, LiveRun, Publish
-from dataagent.application.ports import Clock, IdGenerator, RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, IdGenerator, SessionRepository
 from dataagent.domain.errors import DataAgentError, StoreUnavailableError, WorkerLostError
 from dataagent.domain.events import EventType, done_payload, text_end
 from dataagent.domain.models import ChatRun, Message, Role, RunState, RunStatus
@@ -27,7 +28,7 @@ class RunEnd:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         clock: Clock,
         ids: IdGenerator,
         approvals: Approvals,

@@ -14,12 +14,12 @@ import anyio.lowlevel
 
 from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
+from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
     IdGenerator,
-    RunBroker,
     RunContext,
     RunControl,
     SessionRepository,
@@ -63,7 +63,7 @@ class RunManager:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         engine: AgentEngine,
         clock: Clock,
         ids: IdGenerator,

@@ -6,7 +6,8 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from dataagent.application.ports import Clock, RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.errors import DataAgentError, NoActiveRunError
@@ -19,7 +20,7 @@ EXPIRY_BATCH = 500
 
 class SessionService:
     def __init__(
-        self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: RunBroker,
+        self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: EventHub,
         watch: SessionWatch | None = None,
     ) -> None:
         self._repo = repository

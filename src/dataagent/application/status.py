@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dataagent.application.capacity import Capacity
-from dataagent.application.ports import RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.domain.errors import DataAgentError
 
@@ -29,7 +30,7 @@ class StatusService:
     def __init__(
         self,
         repository: SessionRepository,
-        broker: RunBroker,
+        broker: EventHub,
         runs: RunManager,
         capacity: Capacity,
         names: dict[str, str],

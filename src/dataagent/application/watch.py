@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dataagent.application.ports import RunBroker, SessionRepository
+from dataagent.application.hub import EventHub
+from dataagent.application.ports import SessionRepository
 from dataagent.application.streams import Subscription
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import RunEvent
@@ -50,7 +51,7 @@ class Replay:
 
 
 class SessionWatch:
-    def __init__(self, repository: SessionRepository, broker: RunBroker) -> None:
+    def __init__(self, repository: SessionRepository, broker: EventHub) -> None:
         self._repo = repository
         self._broker = broker
 

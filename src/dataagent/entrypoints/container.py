@@ -8,12 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
-from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
-from dataagent.adapters.redis.broker import RedisRunBroker
+from dataagent.adapters.redis.client import close_client, make_client
+from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.bounds import Bounds, SessionBounds
@@ -76,11 +77,11 @@ async def check_broker(settings: Settings) -> None:
     """Reach the configured shared broker once; BrokerUnavailableError if it cannot."""
     if settings.broker != "redis":
         return
-    broker = RedisRunBroker(settings.redis_url, prefix=settings.redis_prefix)
+    client = make_client(settings.redis_url, max_connections=1)
     try:
-        await broker.ping()
+        await RedisTransport(client, prefix=settings.redis_prefix).ping()
     finally:
-        await broker.close()
+        await close_client(client)
 
 
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
@@ -102,22 +103,23 @@ class Container(containers.DeclarativeContainer):
             MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings)
         ),
     )
+    redis_client = providers.Singleton(
+        make_client, settings.provided.redis_url, settings.provided.redis_max_connections)
     broker = providers.Selector(
         settings.provided.broker,
         local=providers.Singleton(
-            InMemoryRunBroker,
+            in_memory_hub,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
         ),
-        redis=providers.Singleton(
-            RedisRunBroker,
-            url=settings.provided.redis_url,
+        redis=providers.Singleton(redis_hub, providers.Singleton(
+            RedisTransport,
+            client=redis_client,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
             prefix=settings.provided.redis_prefix,
-            max_connections=settings.provided.redis_max_connections,
-        ),
+        )),
     )
     engine = providers.Singleton(build_engine, settings)
     schema_catalog = providers.Singleton(build_catalog, settings)

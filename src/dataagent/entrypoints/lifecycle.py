@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from dataagent.adapters.redis.client import close_client
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.sessions import SessionService
 from dataagent.entrypoints.container import Container
@@ -104,6 +105,8 @@ def build_lifecycle(container: Container) -> Lifecycle:
 
     async def stop_broker() -> None:
         await container.broker().close()
+        if container.settings().broker == "redis":
+            await close_client(container.redis_client())
 
     async def start_agent() -> None:
         container.engine()  # an engine that cannot be built fails here, before any run
