@@ -62,7 +62,7 @@ def say(broker: LeasingBroker, live: LiveRun, *pieces: str) -> None:
     """The owner's hot path: each delta kept and published."""
     for piece in pieces:
         live.run.text.append(piece)
-        live.text_seq = broker.publish(SID, RUN, EventType.TEXT, {"content": piece, "is_final": False}).seq
+        broker.publish(SID, RUN, EventType.TEXT, {"content": piece, "is_final": False})
 
 
 async def received(watcher: Subscription) -> list[RunEvent]:
@@ -101,7 +101,7 @@ async def test_a_checkpoint_older_than_the_stream_does_not_cut_the_stored_answer
     broker, repo = LeasingBroker(), InMemorySessionRepository()
     live, watcher = await owned_run(broker, repo)
     say(broker, live, "one ", "two ")
-    broker.saved[(SID, RUN)] = checkpoint(live)
+    broker.saved[(SID, RUN)] = checkpoint(live, broker.issued(SID))
     say(broker, live, "three ", "four ")
     answer, _ = await close_and_load(broker, repo)
     assert answer.content == text_of(await received(watcher)) == "one two three four "
@@ -111,7 +111,7 @@ async def test_when_the_stream_lost_the_runs_start_the_checkpoint_is_the_prefix_
     broker, repo = LeasingBroker(replay_events=5), InMemorySessionRepository()
     live, watcher = await owned_run(broker, repo)
     say(broker, live, *[f"w{i} " for i in range(7)])
-    broker.saved[(SID, RUN)] = checkpoint(live)
+    broker.saved[(SID, RUN)] = checkpoint(live, broker.issued(SID))
     say(broker, live, "w7 ", "w8 ")  # the stream holds w4..w8 only: w0..w3 and the run's start are evicted
     answer, _ = await close_and_load(broker, repo)
     assert answer.content == text_of(await received(watcher)) == "".join(f"w{i} " for i in range(9))
@@ -121,7 +121,7 @@ async def test_when_the_stream_holds_nothing_of_the_run_the_checkpoint_is_the_an
     broker, repo = LeasingBroker(replay_events=2), InMemorySessionRepository()
     live, _ = await owned_run(broker, repo)
     say(broker, live, "kept ")
-    broker.saved[(SID, RUN)] = checkpoint(live)
+    broker.saved[(SID, RUN)] = checkpoint(live, broker.issued(SID))
     say(broker, live, "a ", "b ", "c ")  # the checkpoint's last delta is evicted too: its tail is unknown
     answer, _ = await close_and_load(broker, repo)
     assert answer.content == "kept "

@@ -45,7 +45,6 @@ class LiveRun:
     pending: PendingApproval | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     started_seq: int = 0
-    text_seq: int = 0
 
     def deliver(self, interrupt_id: str | None, decision: Decision) -> None:
         """Hand a decision to the waiting approval, if it is the one decided."""

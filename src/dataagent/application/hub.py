@@ -79,6 +79,11 @@ class EventHub:
             subscriber.put(event)
         return event
 
+    def issued(self, session_id: str) -> int:
+        """The last seq this process issued or delivered for the session (0 if it knows none), read now."""
+        channel = self._channels.get(session_id)
+        return channel.seq if channel is not None else 0
+
     async def subscribe(self, session_id: str, after_seq: int | None, maxsize: int) -> Subscription:
         """Held events after `after_seq` (None: from the active run's start; 0: all held), then live ones."""
         channel = self._channel(session_id)

@@ -17,13 +17,14 @@ log = logging.getLogger("dataagent.failover")
 Checkpoints = dict[tuple[str, str], dict[str, Any]]
 
 
-def checkpoint(live: LiveRun) -> dict[str, Any]:
+def checkpoint(live: LiveRun, seq: int) -> dict[str, Any]:
     """What another process needs to close the run if this one dies: the seq of its `run_started` (to read its
-    events back from the stream), and for what the stream may no longer hold, its text so far with the seq of
-    the last delta in it, its tool calls and token usage."""
+    events back from the stream), and for what the stream may no longer hold, its text so far with `seq`, the
+    last seq issued in the session when it was taken (every delta up to it is in the text, none after: deltas
+    are kept and published in one step), its tool calls and token usage."""
     run = live.run
     return {
-        "started_seq": live.started_seq, "seq": live.text_seq, "text": run.content, "tool_calls": run.tool_calls,
+        "started_seq": live.started_seq, "seq": seq, "text": run.content, "tool_calls": run.tool_calls,
         "token_usage": run.token_usage.as_dict() if run.token_usage else None,
     }
 
@@ -39,7 +40,9 @@ class LeaseKeeper:
 
     def checkpoints(self) -> Checkpoints:
         """(session_id, run_id) -> the run's checkpoint, for every run of this process."""
-        return {(live.run.session_id, run_id): checkpoint(live) for run_id, live in self._runs.items()}
+        issued = self._broker.issued
+        return {(live.run.session_id, run_id): checkpoint(live, issued(live.run.session_id))
+                for run_id, live in self._runs.items()}
 
     def ensure(self) -> None:
         """Start renewing, unless the broker has no leases or the renewal already runs."""

@@ -217,7 +217,7 @@ class RunManager:
                         if content:
                             keep_text(content)
                             delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
-                            live.text_seq = publish(sid, run_id, "text", delta).seq
+                            publish(sid, run_id, "text", delta)
                     else:
                         await self._apply(live, output)
             except DataAgentError as exc:
@@ -235,7 +235,7 @@ class RunManager:
         if isinstance(output, TextDelta):
             if output.content:
                 run.text.append(output.content)
-                live.text_seq = self._publish(run, EventType.TEXT, text_delta(output.content)).seq
+                self._publish(run, EventType.TEXT, text_delta(output.content))
         elif isinstance(output, ToolCallRequested):
             run.tool_calls.append(
                 {"tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args}

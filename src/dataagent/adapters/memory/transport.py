@@ -44,15 +44,21 @@ class _Log:
     def last(self) -> int:
         return _seq_of(self.held[-1]) if self.held else self.floor
 
-    def hold(self, event: RunEvent) -> None:
-        data = event.data
-        # is_text_delta(), inlined: per token; see _HeldText
-        if event.event_type == "text" and len(data) == 2 and data.get("is_final") is False:
-            self.held.append((event.seq, event.run_id, event.timestamp, data["content"]))
-        else:
-            self.held.append(event)
-            if event.event_type == EventType.RUN_STARTED:
-                self.run_start = event.seq
+    def holder(self) -> Callable[[RunEvent], None]:
+        """The per-event hold, a closure over the deque's append: one attribute lookup less per token."""
+        append = self.held.append
+
+        def hold(event: RunEvent) -> None:
+            data = event.data
+            # is_text_delta(), inlined: per token; see _HeldText
+            if event.event_type == "text" and len(data) == 2 and data.get("is_final") is False:
+                append((event.seq, event.run_id, event.timestamp, data["content"]))
+            else:
+                append(event)
+                if event.event_type == EventType.RUN_STARTED:
+                    self.run_start = event.seq
+
+        return hold
 
 
 class MemoryTransport(EventLog, RunClaims):
@@ -75,7 +81,7 @@ class MemoryTransport(EventLog, RunClaims):
     # -- EventLog -----------------------------------------------------------------------------------
 
     def holder(self, session_id: str) -> Callable[[RunEvent], None]:
-        return self._log(session_id).hold
+        return self._log(session_id).holder()
 
     def known_last(self, session_id: str) -> int:
         return self._log(session_id).last
