@@ -14,7 +14,14 @@ from sqlalchemy.engine import make_url
 from dataagent import __version__
 from dataagent.adapters.agents.demo import DemoEngine
 from dataagent.adapters.agents.llm import LlmConfig, OpenAiEngine
-from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
+from dataagent.adapters.agents.sql import (
+    DataPolicy,
+    DataPolicyError,
+    SqlDatabase,
+    build_demo_database,
+    load_data_policy,
+    sqlite_url,
+)
 from dataagent.application.ports import AgentEngine
 from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
 
@@ -67,11 +74,24 @@ def build_engine(settings: Settings) -> AgentEngine:
         return DemoEngine(
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
             database=build_data_source(settings), hitl_policy=settings.hitl_policy,
-            place="the demo database" if on_demo else "the database",
+            place="the demo database" if on_demo else "the database", data_policy=data_policy(settings),
         )
     if choice == "llm":
-        return OpenAiEngine(llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy)
+        return OpenAiEngine(
+            llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy,
+            data_policy=data_policy(settings),
+        )
     return _custom_engine(choice, settings)
+
+
+def data_policy(settings: Settings) -> DataPolicy | None:
+    """The policy file DATAAGENT_DATA_POLICY names, validated; EngineLoadError (one line) if it is wrong."""
+    if settings.data_policy is None:
+        return None
+    try:
+        return load_data_policy(settings.data_policy)
+    except DataPolicyError as exc:
+        raise EngineLoadError(f"DATAAGENT_DATA_POLICY={exc}") from None
 
 
 def llm_config(settings: Settings) -> LlmConfig:
@@ -106,6 +126,7 @@ def check_engine_settings(settings: Settings) -> None:
     """Fail early (EngineLoadError) if the engine factory cannot be imported or the data URL's driver is missing."""
     if settings.agent not in AGENT_KEYWORDS:
         load_factory(settings.agent)
+    data_policy(settings)
     if settings.data_url is not None:
         url = settings.data_url.get_secret_value()
         try:

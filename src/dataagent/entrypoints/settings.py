@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     sql_max_cell_bytes: int = Field(64 * 1024, ge=16)
     sql_read_only: bool = True
     data_url: SecretStr | None = None
+    data_policy: str | None = None  # a YAML file of data policies per principal (sql/policy.py)
 
     # LLM engine (DATAAGENT_AGENT=llm, or auto with a key)
     llm_base_url: str | None = None
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("llm_base_url", "llm_api_key", "data_url", mode="before")
+    @field_validator("llm_base_url", "llm_api_key", "data_url", "data_policy", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from dataagent.adapters.agents.sql import SqlDatabase
+from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql_step import RUN_SQL, SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested
@@ -62,12 +62,15 @@ class DemoEngine:
         database: SqlDatabase | None = None,
         hitl_policy: str = "always",
         place: str = "the demo database",
+        data_policy: DataPolicy | None = None,
     ) -> None:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
         self._db = database
         # The demo asks approval for writes too (the database refuses them): it shows the whole flow.
-        self._step = SqlStep(database, hitl_policy, place=place, screen_writes=False) if database else None
+        self._step = SqlStep(
+            database, hitl_policy, place=place, screen_writes=False, data_policy=data_policy,
+        ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
@@ -78,7 +81,7 @@ class DemoEngine:
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
         assert self._step is not None
         call_id = "call_" + uuid.uuid4().hex[:24]
-        analysis = await self._step.analyse(sql)
+        analysis = await self._step.analyse(sql, ctx.principal)
         yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())
         outcome = await self._step.run(ctx, analysis)
         yield outcome.tool_completed(call_id)

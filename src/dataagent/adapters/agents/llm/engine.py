@@ -14,7 +14,7 @@ from dataagent.adapters.agents.llm.config import LlmConfig
 from dataagent.adapters.agents.llm.history import ChatMessage, history_messages
 from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, system_prompt
 from dataagent.adapters.agents.llm.tools import DataTools
-from dataagent.adapters.agents.sql import SqlDatabase
+from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql_step import SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.errors import AgentFailedError
@@ -36,6 +36,7 @@ class OpenAiEngine:
         database: SqlDatabase,
         hitl_policy: str = "always",
         client: openai.AsyncOpenAI | None = None,
+        data_policy: DataPolicy | None = None,
     ) -> None:
         self.config = config
         self._db = database
@@ -43,7 +44,8 @@ class OpenAiEngine:
             api_key=config.api_key or NO_KEY, base_url=config.base_url, timeout=config.timeout_s, max_retries=0,
         )
         self._completions = Completions(self._client, config)
-        self._tools = DataTools(SqlStep(database, hitl_policy, place=f"the {dialect_name(database.dialect)} database"))
+        place = f"the {dialect_name(database.dialect)} database"
+        self._tools = DataTools(SqlStep(database, hitl_policy, place=place, data_policy=data_policy))
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         return self._run(ctx)
@@ -75,7 +77,7 @@ class OpenAiEngine:
             _unique_ids(turn, seen_ids)
             messages.append(turn.assistant_message())
             for draft in turn.calls:
-                call = await self._tools.prepare(draft)
+                call = await self._tools.prepare(draft, ctx.principal)
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call, latest)
                 latest = outcome.table if outcome.table is not None else latest

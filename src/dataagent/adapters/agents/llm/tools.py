@@ -44,9 +44,9 @@ class DataTools:
 
     def __init__(self, step: SqlStep) -> None:
         self._step = step
-        self._db = step.database
+        self._scope = step.scope
 
-    async def prepare(self, draft: ToolCallDraft) -> PreparedCall:
+    async def prepare(self, draft: ToolCallDraft, principal: str | None = None) -> PreparedCall:
         try:
             args = printable_value(json.loads(draft.arguments)) if draft.arguments.strip() else {}
         except (ValueError, RecursionError) as exc:
@@ -64,7 +64,7 @@ class DataTools:
             prepared = self._prepared_with_text(draft.id, draft.name, args, "sql")
             if prepared.problem:
                 return prepared
-            analysis = await self._step.analyse(args["sql"])
+            analysis = await self._step.analyse(args["sql"], principal)
             return PreparedCall(draft.id, draft.name, analysis.as_args(), analysis=analysis)
         return PreparedCall(draft.id, draft.name, args, f"There is no tool {draft.name!r}; the tools are {_KNOWN}.")
 
@@ -77,9 +77,9 @@ class DataTools:
             return _chart_outcome(call.args, latest)
         try:
             if call.name == LIST_TABLES:
-                return _tables_outcome(await self._db.list_tables())
+                return _tables_outcome(await self._scope.list_tables(ctx.principal))
             if call.name == DESCRIBE_TABLE:
-                return _described_outcome(await self._db.describe_table(call.args["table"]))
+                return _described_outcome(await self._scope.describe_table(call.args["table"], ctx.principal))
         except SqlToolError as exc:
             return ToolOutcome(f"Error: {exc}", "error")
         assert call.analysis is not None

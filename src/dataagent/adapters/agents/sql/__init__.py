@@ -13,12 +13,20 @@ from dataagent.adapters.agents.sql.analysis import (
 )
 from dataagent.adapters.agents.sql.database import SqlDatabase, sqlite_url
 from dataagent.adapters.agents.sql.demo import DEMO_ROW_COUNTS, build_demo_database
+from dataagent.adapters.agents.sql.enforce import PolicyRefusal, Schema, enforce
 from dataagent.adapters.agents.sql.errors import (
     SqlExecutionError,
     SqlRefusedError,
     SqlTimeoutError,
     SqlToolError,
     SqlUnknownTableError,
+)
+from dataagent.adapters.agents.sql.policy import (
+    DataPolicy,
+    DataPolicyError,
+    PolicyEntry,
+    TableRule,
+    load_data_policy,
 )
 from dataagent.adapters.agents.sql.results import QueryResult, json_safe
 
@@ -27,6 +35,12 @@ HITL_POLICIES: tuple[str, ...] = ("always", "writes", "never")
 __all__ = [
     "DEMO_ROW_COUNTS",
     "HITL_POLICIES",
+    "DataPolicy",
+    "DataPolicyError",
+    "PolicyEntry",
+    "PolicyRefusal",
+    "Schema",
+    "TableRule",
     "SIDE_EFFECT_FUNCTIONS",
     "QueryResult",
     "SqlAnalysis",
@@ -38,6 +52,8 @@ __all__ = [
     "SqlUnknownTableError",
     "analyze_sql",
     "build_demo_database",
+    "enforce",
+    "load_data_policy",
     "json_safe",
     "needs_approval",
     "sqlite_url",

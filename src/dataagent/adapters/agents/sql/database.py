@@ -99,6 +99,11 @@ class SqlDatabase:
                 log.warning("could not read the data connection's sql_mode", exc_info=True)
         return analyze_sql(sql, self._quoting())
 
+    @property
+    def quoting(self) -> DialectLike:
+        """The dialect to parse this database's SQL in (MySQL: in its last known sql_mode)."""
+        return self._quoting()
+
     def _quoting(self, sql_mode: str | None = None) -> DialectLike:
         return quoting_dialect(self.dialect, sql_mode if sql_mode is not None else self._sql_mode)
 
