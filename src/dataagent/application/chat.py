@@ -135,7 +135,8 @@ class ChatService:
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
+            run = await self._runs.start_run(
+                sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:

@@ -126,15 +126,16 @@ def _check_columns(
 ) -> None:
     """Refuse a column outside the policy, when sqlglot can resolve the columns (the rewrite holds anyway)."""
     used = {actual for _, actual in references}
-    full = {t: {c: "text" for c in schema.tables[t]} for t in used}
-    allowed = {t: {c: "text" for c in allowed_columns(schema, t, _rule(entry, t))} for t in used}
+    full: dict[str, object] = {t: {c: "text" for c in schema.tables[t]} for t in used}
+    allowed: dict[str, object] = {t: {c: "text" for c in allowed_columns(schema, t, _rule(entry, t))} for t in used}
     if _qualifies(statement, references, full, dialect) and not _qualifies(statement, references, allowed, dialect):
-        shown = "; ".join(f"{t}: {', '.join(allowed[t]) or 'none'}" for t in sorted(used))
+        lists = {t: ", ".join(allowed_columns(schema, t, _rule(entry, t))) or "none" for t in sorted(used)}
+        shown = "; ".join(f"{t}: {names}" for t, names in lists.items())
         raise PolicyRefusal(f"the statement reads a column the data policy does not allow (allowed columns: {shown})")
 
 
 def _qualifies(
-    statement: exp.Query, references: Iterable[tuple[exp.Table, str]], schema: dict[str, dict[str, str]],
+    statement: exp.Query, references: Iterable[tuple[exp.Table, str]], schema: dict[str, object],
     dialect: DialectLike,
 ) -> bool:
     """Whether every column resolves against `schema` (the references renamed to their real tables)."""
