@@ -63,6 +63,12 @@ def test_the_example_names_an_entry_per_principal_group_and_default(policy: Data
         "analysts", "analysts", "carol", "default"]
 
 
+def test_the_readme_shows_the_example_file_whole() -> None:
+    readme = (Path(EXAMPLE).parents[1] / "README.md").read_text()
+
+    assert f"```yaml\n{Path(EXAMPLE).read_text()}```" in readme
+
+
 def test_without_a_default_a_principal_named_nowhere_has_no_policy(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("policies:\n  alice:\n    tables: {}\n")
