@@ -31,7 +31,8 @@ export function approvalCard(data, decide) {
       ? el('span', { class: `badge ${args.read_only ? 'read-only' : 'writes'}`, text: t(args.read_only ? 'readOnly' : 'writes') }) : null,
     Array.isArray(args.tables) ? el('span', { class: 'tables', text: `${t('tables')}: ${args.tables.join(', ') || t('none')}` }) : null,
     expires);
-  const body = typeof args.sql === 'string' ? sqlNode(args.sql) : el('pre', { class: 'json', text: JSON.stringify(args, null, 2) });
+  const written = typeof args.sql === 'string' ? sqlNode(args.sql) : el('pre', { class: 'json', text: JSON.stringify(args, null, 2) });
+  const body = typeof args.executed_sql === 'string' ? policyBody(args, written) : written;
   const outcome = el('p', { class: 'outcome', role: 'status' });
   const reason = el('input', { type: 'text', class: 'reason', 'aria-label': t('reason'), placeholder: t('reason') });
   const editor = el('textarea', { class: 'edit-sql', 'aria-label': t('statement') });
@@ -74,6 +75,14 @@ export function approvalCard(data, decide) {
   };
   card.sentHere = () => outcome.textContent === t('sending');
   return card;
+}
+
+// Under a data policy: the statement as written, then as it will run (rewritten to the allowed columns and rows).
+function policyBody(args, written) {
+  return el('div', { class: 'policy-sql' },
+    el('p', { class: 'sql-label', text: t('asWritten') }), written,
+    el('p', { class: 'sql-label', text: t('asRun', args.policy || '') }),
+    el('div', { class: 'executed-sql' }, sqlNode(args.executed_sql)));
 }
 
 function editedArgs(args, text) {
