@@ -78,10 +78,12 @@ def test_without_a_default_a_principal_named_nowhere_has_no_policy(tmp_path: Pat
 
 BAD_FILES = [
     ("policies: [a]\n", "line 1, policies: must be a mapping"),
-    ("policies:\n  a:\n    tables:\n      t:\n        rows: \"x = (\"\n", "line 5, policies.a.tables.t.rows: not a SQL"),
+    ("policies:\n  a:\n    tables:\n      t:\n        rows: \"x = (\"\n",
+     "line 5, policies.a.tables.t.rows: not a SQL"),
     ("policies:\n  a:\n    tables:\n      t:\n        rows: \"id IN (SELECT id FROM u)\"\n",
      "line 5, policies.a.tables.t.rows: a row filter may not read other tables"),
-    ("policies:\n  a:\n    tables:\n      t:\n        colums: [x]\n", "line 5, policies.a.tables.t.colums: unknown key"),
+    ("policies:\n  a:\n    tables:\n      t:\n        colums: [x]\n",
+     "line 5, policies.a.tables.t.colums: unknown key"),
     ("policies:\n  a:\n    tabels: {}\n", "line 3, policies.a.tabels: unknown key"),
     ("policies:\n  a: {tables: {}}\n  b: {tables: {}}\ngroups:\n  a: [x]\n  b: [x]\n",
      "line 6, groups.b: x is also in group a"),
