@@ -15,9 +15,11 @@ from dataagent.adapters.agents.llm import LlmConfig, OpenAiEngine
 from dataagent.adapters.agents.sql import (
     DataPolicy,
     DataPolicyError,
+    PolicyEntry,
     PolicyRefusal,
     Schema,
     SqlDatabase,
+    TableRule,
     build_demo_database,
     enforce,
     load_data_policy,
@@ -172,6 +174,13 @@ def test_statements_outside_the_policy_are_refused_with_the_reason(policy: DataP
 def test_a_column_outside_the_allow_list_is_refused_in_any_place(policy: DataPolicy, sql: str) -> None:
     with pytest.raises(PolicyRefusal, match="column the data policy does not allow .*customers: id, city"):
         rewrite(policy, sql)
+
+
+def test_a_row_filter_the_dialect_cannot_read_refuses_the_statement() -> None:
+    entry = PolicyEntry("p", {"products": TableRule(None, "category = 'a' ||| 'b'")})
+
+    with pytest.raises(PolicyRefusal, match="row filter of products cannot be read"):
+        enforce("SELECT id FROM products", "sqlite", entry, SCHEMA)
 
 
 def test_select_star_is_expanded_to_the_allowed_columns(policy: DataPolicy) -> None:

@@ -169,6 +169,9 @@ def _filtered(table: exp.Table, actual: str, entry: PolicyEntry, schema: Schema,
     inner = exp.select(*(exp.column(c, quoted=True) for c in columns)).from_(
         exp.Table(this=exp.to_identifier(actual, quoted=True)))
     if rule.rows is not None:
-        inner = inner.where(sqlglot.condition(rule.rows, dialect=dialect))
+        try:
+            inner = inner.where(sqlglot.condition(rule.rows, dialect=dialect))
+        except SqlglotError:
+            raise PolicyRefusal(f"the data policy's row filter of {actual} cannot be read in this dialect") from None
     alias = table.args.get("alias") or exp.TableAlias(this=table.this.copy())
     return exp.Subquery(this=inner, alias=alias.copy())
