@@ -122,8 +122,19 @@ def simple(draw: st.DrawFn, table: str | None = None) -> str:
 
 
 @st.composite
-def queries(draw: st.DrawFn) -> str:
-    shape = draw(st.sampled_from(["simple", "join", "cte", "derived", "in", "union", "group", "scalar"]))
+def queries(draw: st.DrawFn, depth: int = 0) -> str:
+    shapes = ["simple", "join", "cte", "derived", "in", "union", "group", "scalar", "setops"]
+    shape = draw(st.sampled_from(shapes + (["nested"] if depth < 2 else [])))
+    if shape == "nested":  # a generated query inside a derived table, a CTE, or joined to a table
+        inner = draw(queries(depth + 1))
+        return draw(st.sampled_from([
+            f"SELECT * FROM ({inner}) AS q{depth}",
+            f"WITH w{depth} AS ({inner}) SELECT * FROM w{depth}",
+            f"SELECT COUNT(*) FROM ({inner}) AS q{depth} JOIN customers AS z ON z.id > 25",
+        ]))
+    if shape == "setops":
+        op = draw(st.sampled_from(["INTERSECT", "EXCEPT"]))
+        return f"SELECT customer_id FROM orders {op} SELECT id FROM customers WHERE name LIKE 'c1%'"
     if shape == "simple":
         return draw(simple())
     if shape == "join":
@@ -153,6 +164,31 @@ def test_property_a_rewritten_query_returns_exactly_what_the_policy_allows(dbs: 
 
     assert executed is not None, sql
     assert dbs.rows(dbs.full, executed) == dbs.rows(dbs.reduced, sql)
+
+
+FILTERS = {
+    "customers": lambda row: row["region"] == "north",
+    "orders": lambda row: row["amount"] >= 20 and row["region"] != "east",
+}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.sampled_from(sorted(FILTERS)), data=st.data())
+def test_property_every_row_read_of_a_table_is_inside_its_row_filter(
+    dbs: Databases, table: str, data: st.DataObject
+) -> None:
+    inner = data.draw(simple(table))
+    sql = data.draw(st.sampled_from([f"SELECT * FROM {table} WHERE EXISTS (SELECT 1 FROM ({inner}) AS s)",
+                                     f"WITH s AS (SELECT * FROM {table}) SELECT * FROM s",
+                                     f"SELECT * FROM {table} UNION ALL SELECT * FROM `{table}`"]))
+    executed = dbs.rewritten(sql)
+    assert executed is not None, sql
+
+    result = dbs.runner.run(dbs.full.run_query(executed))
+
+    assert tuple(result.columns) == ALLOWED[table]
+    rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+    assert rows and all(FILTERS[table](row) for row in rows)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
