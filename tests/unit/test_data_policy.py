@@ -176,6 +176,20 @@ def test_a_column_outside_the_allow_list_is_refused_in_any_place(policy: DataPol
         rewrite(policy, sql)
 
 
+@pytest.mark.parametrize(("sql", "reason"), [
+    ("SELECT * FROM (products p JOIN products q ON q.id = p.id)", "parenthesized joins"),
+    ("SELECT * FROM products PARTITION (p0)", "PARTITION"),
+    ("SELECT * FROM products TABLESAMPLE (10 PERCENT)", "SAMPLE"),
+    ("SELECT * FROM products FOR SYSTEM_TIME ALL", "VERSION"),
+    ("SELECT * FROM products, LATERAL (SELECT 1) AS x", "only tables, subqueries and VALUES"),
+])
+def test_what_the_rewrite_would_drop_from_a_table_reference_is_refused(
+    policy: DataPolicy, sql: str, reason: str
+) -> None:
+    with pytest.raises(PolicyRefusal, match=reason):
+        rewrite(policy, sql, principal="dave", dialect="mysql")
+
+
 def test_a_row_filter_the_dialect_cannot_read_refuses_the_statement() -> None:
     entry = PolicyEntry("p", {"products": TableRule(None, "category = 'a' ||| 'b'")})
 

@@ -29,6 +29,9 @@ SYSTEM_SCHEMAS: frozenset[str] = frozenset(
 )
 SYSTEM_TABLES: frozenset[str] = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master"})
 _SOURCES: tuple[type[exp.Expr], ...] = (exp.Table, exp.Subquery, exp.Values)
+# What a table reference may carry: the rewrite drops the rest (joins inside parentheses, PARTITION, samples,
+# time travel, ...), which would change what the statement means, so they are refused.
+_TABLE_ARGS = frozenset({"this", "alias", "db", "catalog", "hints", "indexed"})
 
 
 class PolicyRefusal(Exception):
@@ -83,6 +86,9 @@ def _refuse_sources(statement: exp.Query) -> None:
             raise PolicyRefusal(f"{node.key.upper()} is not allowed under a data policy")
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
             raise PolicyRefusal("table functions are not allowed under a data policy")
+        if isinstance(node, exp.Table) and (extra := sorted({k for k, v in node.args.items() if v} - _TABLE_ARGS)):
+            what = "parenthesized joins" if "joins" in extra else ", ".join(extra).upper()
+            raise PolicyRefusal(f"{what} in a table reference: not supported under a data policy")
         if isinstance(node, (exp.From, exp.Join)) and not isinstance(node.this, _SOURCES):
             raise PolicyRefusal("only tables, subqueries and VALUES may be read under a data policy")
 
