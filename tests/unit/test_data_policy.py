@@ -252,6 +252,23 @@ async def test_a_run_on_sqlite_refuses_before_approval(demo_path: str, policy: D
     assert result["status"] == "error" and "column the data policy does not allow" in result["result"]
 
 
+async def test_an_edited_statement_is_checked_and_rewritten_again(demo_path: str, policy: DataPolicy) -> None:
+    engine = demo_engine(demo_path, policy)
+    core = build_core(engine)
+    await core.chat.chat("dave", "SELECT name FROM products", "s1")
+
+    done = await core.chat.decide_and_wait(
+        "dave", "s1", None, [{"type": "edit", "args": {"sql": "SELECT name, price FROM products"}}])
+    await core.chat.chat("dave", "SELECT category FROM products WHERE id = 1", "s1")
+    edited = await core.chat.decide_and_wait(
+        "dave", "s1", None, [{"type": "edit", "args": {"sql": "SELECT * FROM products WHERE id = 2"}}])
+    await engine.close()
+
+    refused = of(done, "tool_result")[0]
+    assert refused["status"] == "error" and "column the data policy does not allow" in refused["result"]
+    assert of(edited, "tool_result")[0]["data"]["table"]["columns"] == ["id", "name", "category"]
+
+
 @pytest_asyncio.fixture
 async def llm(fake_openai: FakeOpenAI, demo_path: str, policy: DataPolicy) -> AsyncIterator[OpenAiEngine]:
     config = LlmConfig(model="m", base_url=fake_openai.base_url, api_key="k", timeout_s=5.0, retries=0)
