@@ -252,21 +252,23 @@ async def test_a_run_on_sqlite_refuses_before_approval(demo_path: str, policy: D
     assert result["status"] == "error" and "column the data policy does not allow" in result["result"]
 
 
-async def test_an_edited_statement_is_checked_and_rewritten_again(demo_path: str, policy: DataPolicy) -> None:
+async def test_an_edited_statement_is_checked_and_rewritten_again_for_the_principal(
+    demo_path: str, policy: DataPolicy
+) -> None:
     engine = demo_engine(demo_path, policy)
     core = build_core(engine)
-    await core.chat.chat("dave", "SELECT name FROM products", "s1")
+    await core.chat.chat("alice", "SELECT city FROM customers", "s1")
 
-    done = await core.chat.decide_and_wait(
-        "dave", "s1", None, [{"type": "edit", "args": {"sql": "SELECT name, price FROM products"}}])
-    await core.chat.chat("dave", "SELECT category FROM products WHERE id = 1", "s1")
+    refused = await core.chat.decide_and_wait(
+        "alice", "s1", None, [{"type": "edit", "args": {"sql": "SELECT name FROM customers"}}])
+    await core.chat.chat("alice", "SELECT city FROM customers", "s1")
     edited = await core.chat.decide_and_wait(
-        "dave", "s1", None, [{"type": "edit", "args": {"sql": "SELECT * FROM products WHERE id = 2"}}])
+        "alice", "s1", None, [{"type": "edit", "args": {"sql": "SELECT name, price FROM products WHERE id = 2"}}])
     await engine.close()
 
-    refused = of(done, "tool_result")[0]
-    assert refused["status"] == "error" and "column the data policy does not allow" in refused["result"]
-    assert of(edited, "tool_result")[0]["data"]["table"]["columns"] == ["id", "name", "category"]
+    result = of(refused, "tool_result")[0]
+    assert result["status"] == "error" and "column the data policy does not allow" in result["result"]
+    assert of(edited, "tool_result")[0]["data"]["table"]["columns"] == ["name", "price"]
 
 
 @pytest_asyncio.fixture
