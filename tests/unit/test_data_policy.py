@@ -271,6 +271,18 @@ async def test_an_edited_statement_is_checked_and_rewritten_again_for_the_princi
     assert of(edited, "tool_result")[0]["data"]["table"]["columns"] == ["name", "price"]
 
 
+async def test_a_schema_that_cannot_be_read_refuses_the_statement(tmp_path: Path, policy: DataPolicy) -> None:
+    engine = demo_engine(str(tmp_path / "missing.sqlite3"), policy)
+    core = build_core(engine)
+
+    outcome = await core.chat.chat("dave", "SELECT name FROM products", "s1")
+    await engine.close()
+
+    result = of(outcome, "tool_result")[0]
+    assert outcome.status == "completed" and not of(outcome, "hitl")
+    assert result["status"] == "error" and "schema could not be read" in result["result"]
+
+
 @pytest_asyncio.fixture
 async def llm(fake_openai: FakeOpenAI, demo_path: str, policy: DataPolicy) -> AsyncIterator[OpenAiEngine]:
     config = LlmConfig(model="m", base_url=fake_openai.base_url, api_key="k", timeout_s=5.0, retries=0)

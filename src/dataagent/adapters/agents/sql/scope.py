@@ -16,7 +16,7 @@ from sqlglot import exp
 from dataagent.adapters.agents.sql.analysis import SqlAnalysis
 from dataagent.adapters.agents.sql.database import SqlDatabase
 from dataagent.adapters.agents.sql.enforce import PolicyRefusal, Schema, enforce
-from dataagent.adapters.agents.sql.errors import SqlRefusedError
+from dataagent.adapters.agents.sql.errors import SqlRefusedError, SqlToolError
 from dataagent.adapters.agents.sql.policy import DataPolicy, PolicyEntry
 
 SCHEMA_TTL_S = 60.0
@@ -45,6 +45,9 @@ class PolicyScope:
             executed = enforce(analysis.sql, self.database.quoting, entry, await self.schema())
         except PolicyRefusal as exc:
             return dataclasses.replace(analysis, reason=str(exc), refusal=str(exc), policy=entry.name)
+        except SqlToolError as exc:  # the schema could not be read: refused, never run unchecked
+            reason = f"the schema could not be read to apply the data policy ({exc.message})"
+            return dataclasses.replace(analysis, reason=reason, refusal=reason, policy=entry.name)
         return dataclasses.replace(analysis, executed_sql=executed, policy=entry.name)
 
     async def list_tables(self, principal: str | None) -> list[str]:
