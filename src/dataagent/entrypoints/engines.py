@@ -89,9 +89,11 @@ def data_policy(settings: Settings) -> DataPolicy | None:
     if settings.data_policy is None:
         return None
     try:
-        return load_data_policy(settings.data_policy)
+        policy = load_data_policy(settings.data_policy)
     except DataPolicyError as exc:
         raise EngineLoadError(f"DATAAGENT_DATA_POLICY={exc}") from None
+    log.info("DATAAGENT_DATA_POLICY=%s: entries %s", settings.data_policy, ", ".join(policy.entries) or "none")
+    return policy
 
 
 def llm_config(settings: Settings) -> LlmConfig:
