@@ -272,7 +272,9 @@ async def test_an_edited_statement_is_checked_and_rewritten_again_for_the_princi
 
 
 async def test_a_schema_that_cannot_be_read_refuses_the_statement(tmp_path: Path, policy: DataPolicy) -> None:
-    engine = demo_engine(str(tmp_path / "missing.sqlite3"), policy)
+    broken = tmp_path / "broken.sqlite3"
+    broken.write_bytes(b"not a database" * 100)
+    engine = demo_engine(str(broken), policy)
     core = build_core(engine)
 
     outcome = await core.chat.chat("dave", "SELECT name FROM products", "s1")
