@@ -63,6 +63,7 @@ async def run(users: int, tokens: int, questions: int, direct: bool = True) -> i
     repo, broker = InMemorySessionRepository(), InMemoryRunBroker()
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, DemoEngine(chunks=tokens, delay_ms=0), clock, ids)
+    runs.attach()
     chat = ChatService(repo, broker, runs, clock, ids)
     counts = await asyncio.gather(*(one_user(chat, broker, i, questions, direct) for i in range(users)))
     return sum(counts)

@@ -1,10 +1,13 @@
 """Load generator for DataAgent Server and the bare baseline (both speak PROTOCOL.md's frames).
 
 C users each open a WebSocket on their own session and ask Q questions one after another, reading each
-answer to its `done`. Prints one JSON line of metrics (see docs/PERFORMANCE.md). Loopback targets only.
+answer to its `done`; with `--transport sse` each question is a POST /api/v1/chat/stream read to its `done`
+(one HTTP/1.1 connection per user, kept alive). Prints one JSON line of metrics (see docs/PERFORMANCE.md).
+Loopback targets only.
 
     python bench/loadgen.py --url http://127.0.0.1:8100 --api-key benchkey -c 100 -q 3 --tokens 200 \
-        --delay-ms 10 --server-pid 1234 [--scenario stream|cancel|idle] [--compression deflate|none]
+        --delay-ms 10 --server-pid 1234 [--scenario stream|cancel|idle] [--compression deflate|none] \
+        [--transport ws|sse]
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import ssl
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +35,7 @@ import websockets
 now = time.perf_counter
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+TLS = ssl.create_default_context()  # one for every client: building one per client costs ~10 ms of CPU
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -144,13 +151,49 @@ class User:
             elif kind == "error" and not frame["data"].get("recoverable", True):
                 self.results.error("event:error")
 
+    async def ask_sse(self, http: httpx.AsyncClient, question: str) -> tuple[float, float | None, str, list[str]]:
+        """POST the question to /chat/stream; read its `data:` lines to `done`. Returns as `ask` does."""
+        sent = now()
+        first: float | None = None
+        texts: list[str] = []
+        body = {"message": question, "session_id": self.session_id}
+        async with http.stream("POST", "/api/v1/chat/stream", json=body) as response:
+            if response.status_code != 200:
+                return sent, first, f"refused:{response.status_code}", texts
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                frame = orjson.loads(line[6:])
+                kind = frame["event_type"]
+                if kind == "text":
+                    if first is None:
+                        first = now()
+                    texts.append(frame["data"]["content"])
+                elif kind == "done":
+                    return sent, first, frame["data"]["status"], texts
+                elif kind == "error" and not frame["data"].get("recoverable", True):
+                    self.results.error("event:error")
+        return sent, first, "cut", texts
+
+    @asynccontextmanager
+    async def asker(self) -> AsyncIterator[Callable[[str], Awaitable[tuple[float, float | None, str, list[str]]]]]:
+        """One user's channel for its questions: a WebSocket, or an HTTP client for SSE."""
+        if self.args.transport == "sse":
+            headers = {"X-API-Key": self.args.api_key} if self.args.api_key else {}
+            async with httpx.AsyncClient(base_url=self.args.url, headers=headers, timeout=self.args.timeout,
+                                         verify=TLS) as http:
+                yield partial(self.ask_sse, http)
+            return
+        async with self.connect() as ws:
+            await ws.recv()  # connected
+            yield partial(self.ask, ws)
+
     async def stream(self) -> None:
         a, r = self.args, self.results
         try:
-            async with self.connect() as ws:
-                await ws.recv()  # connected
+            async with self.asker() as ask:
                 for q in range(a.questions):
-                    sent, first, status, texts = await asyncio.wait_for(self.ask(ws, f"question {q}"), a.timeout)
+                    sent, first, status, texts = await asyncio.wait_for(ask(f"question {q}"), a.timeout)
                     chunks = sum(1 for t in texts if t)
                     if status != "completed" or chunks < a.tokens:
                         r.error("incomplete" if status == "completed" else f"status:{status}")
@@ -161,7 +204,7 @@ class User:
                     r.completions.append(end)
         except TimeoutError:
             r.error("timeout")
-        except (OSError, websockets.WebSocketException) as exc:
+        except (OSError, websockets.WebSocketException, httpx.HTTPError) as exc:
             r.error(f"dropped:{type(exc).__name__}")
 
     async def cancel(self, http: httpx.AsyncClient) -> None:
@@ -221,11 +264,10 @@ async def run_stream(args: argparse.Namespace, results: Results) -> None:
 
 async def run_cancel(args: argparse.Namespace, results: Results) -> None:
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
-    tls = ssl.create_default_context()  # one context for all: building one per client costs ~10 ms of CPU
 
     async def one(i: int) -> None:
         await asyncio.sleep(args.ramp_s * i / max(1, args.users))
-        async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=30, verify=tls) as http:
+        async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=30, verify=TLS) as http:
             await User(args, results, i).cancel(http)
 
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(args.users))), args.max_duration)
@@ -273,7 +315,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     client_cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     span = (max(results.completions) - started) if results.completions else wall
     out: dict[str, Any] = {
-        "label": args.label, "scenario": args.scenario, "users": args.users, "questions": args.questions,
+        "label": args.label, "scenario": args.scenario, "transport": args.transport, "users": args.users,
+        "questions": args.questions,
         "tokens": args.tokens, "delay_ms": args.delay_ms, "compression": args.compression,
         "answers": len(results.completions), "answers_per_s": round(len(results.completions) / span, 2),
         "ttfc_overhead_ms": stats(results.ttfc), "latency_overhead_ms": stats(results.latency),
@@ -304,6 +347,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compression", choices=["deflate", "none"], default="deflate",
                    help="offer permessage-deflate, as browsers do (default)")
     p.add_argument("--scenario", choices=["stream", "cancel", "idle"], default="stream")
+    p.add_argument("--transport", choices=["ws", "sse"], default="ws",
+                   help="stream scenario: WebSocket frames, or server-sent events of POST /chat/stream")
     p.add_argument("--cancel-after-ms", type=float, default=200.0, help="cancel this long after the first chunk")
     p.add_argument("--timeout", type=float, default=240.0, help="per answer")
     p.add_argument("--max-duration", type=float, default=300.0, help="per run")

@@ -8,6 +8,7 @@ our/bare ratios; appends every run to --out.
     python bench/run.py --quick              # D=0 C=100 and D=10 C=1000, one rep
     python bench/run.py --cells d0:100,d10:500 --reps 3 --targets ours,bare
     python bench/run.py --cancel --idle      # the cancel scenario and RSS per idle connection
+    python bench/run.py --cells d10:100 --targets ours --transport ws,sse --reps 1   # SSE beside WebSocket
 """
 
 from __future__ import annotations
@@ -102,20 +103,24 @@ def loadgen(args: list[str], pid: int, label: str, out: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def run_cell(target: str, delay_ms: float, users: int, opts: argparse.Namespace, out: Path,
+def run_cell(row_label: str, delay_ms: float, users: int, opts: argparse.Namespace, out: Path,
              scenario: str = "stream", tokens: int = 200) -> dict[str, Any]:
+    """One run of a target; a row label `target/sse` streams over server-sent events instead of WebSocket."""
+    target, _, transport = row_label.partition("/")
     kind, target_env, cpus = TARGETS[target]
+    if transport == "sse" and kind == "bare":
+        raise SystemExit("the bare baseline speaks WebSocket only (--transport sse: our targets)")
     extra_env = {**target_env, **dict(e.split("=", 1) for e in opts.env)}
     reset_backends(extra_env)
     proc = start_server(kind, tokens, delay_ms, opts.compression_server, extra_env, opts.server_cpus or cpus)
     try:
         common = ["--tokens", str(tokens), "--delay-ms", str(delay_ms), "--compression", opts.compression]
         loadgen([*common, "-c", "5", "-q", "1"], proc.pid, "warmup", Path(os.devnull))
-        label = f"{target}|{scenario}|d{delay_ms:g}|c{users}"
+        label = f"{row_label}|{scenario}|d{delay_ms:g}|c{users}"
         ramp = "1" if delay_ms or scenario == "cancel" else "0"
         if scenario == "stream":
-            return loadgen([*common, "-c", str(users), "-q", str(opts.questions), "--ramp-s", ramp], proc.pid,
-                           label, out)
+            return loadgen([*common, "-c", str(users), "-q", str(opts.questions), "--ramp-s", ramp,
+                            "--transport", transport or "ws"], proc.pid, label, out)
         if scenario == "cancel":
             return loadgen([*common, "-c", str(users), "--scenario", "cancel", "--ramp-s", ramp, "--max-duration",
                             "120"], proc.pid, label, out)
@@ -154,6 +159,8 @@ def main() -> None:
     p.add_argument("--idle", action="store_true", help="RSS per idle connection with 1000 sockets")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("--baseline", default=None, help="a checkout to run as targets base and base-1w (before/after)")
+    p.add_argument("--transport", default="ws", help="ws, sse or ws,sse: each stream row of our targets per "
+                                                     "transport (rows `target/sse`)")
     p.add_argument("--out", default=str(HERE / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"))
     opts = p.parse_args()
     if opts.baseline:
@@ -163,6 +170,8 @@ def main() -> None:
     cells = "d0:100,d10:1000" if opts.quick else opts.cells
     reps = 1 if opts.quick else opts.reps
     targets = opts.targets.split(",")
+    rows_of = [t if transport == "ws" else f"{t}/sse" for t in targets for transport in opts.transport.split(",")
+               if transport == "ws" or TARGETS[t][0] != "bare"]
     table: list[str] = []
     if not opts.no_stream:
         table += ["| D | C | target | answers/s | TTFC ovh p50/p99 ms | latency ovh p50/p99 ms | failures | "
@@ -171,10 +180,10 @@ def main() -> None:
             d, c = cell.split(":")
             delay, users = float(d.removeprefix("d")), int(c)
             medians: dict[str, float | None] = {}
-            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+            runs: dict[str, list[dict[str, Any]]] = {row: [] for row in rows_of}
             for _ in range(reps):  # targets take turns, so a slow spell of the machine hits them alike
-                for target in targets:
-                    runs[target].append(run_cell(target, delay, users, opts, out))
+                for row in rows_of:
+                    runs[row].append(run_cell(row, delay, users, opts, out))
             for target, rows in runs.items():
                 medians[target] = median(rows, "answers_per_s")
                 medians[target + "_ttfc99"] = median(rows, "ttfc_overhead_ms", "p99")
@@ -185,8 +194,8 @@ def main() -> None:
                     f"{sum(r['failures'] for r in rows)} | {median(rows, 'server_rss_peak_mb')} | "
                     f"{median(rows, 'server_cpu_util')} | {median(rows, 'client_cpu_util')} |")
                 print(table[-1], flush=True)
-            base = "bare" if "bare" in medians else targets[0]
-            for target in targets:
+            base = "bare" if "bare" in medians else rows_of[0]
+            for target in rows_of:
                 if target != base and medians.get(base):
                     table.append(f"| {delay:g} | {users} | **{target}/{base}** | "
                                  f"**{_ratio(medians[target], medians[base])}** | ttfc p99 ratio "

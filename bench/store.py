@@ -59,11 +59,11 @@ async def main() -> None:
     repo: SessionRepository
     admin = None
     if opts.store == "mysql":
-        admin = MySqlSessionRepository(opts.url + "/")
+        admin = MySqlSessionRepository.from_url(opts.url + "/")
         async with admin.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {BENCH_DB}")
             await conn.exec_driver_sql(f"CREATE DATABASE {BENCH_DB} CHARACTER SET utf8mb4")
-        repo = MySqlSessionRepository(f"{opts.url}/{BENCH_DB}")
+        repo = MySqlSessionRepository.from_url(f"{opts.url}/{BENCH_DB}")
     else:
         repo = InMemorySessionRepository()
     await repo.start()

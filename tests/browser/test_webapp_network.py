@@ -37,7 +37,7 @@ def run_ended(srv: ServerProcess, session_id: str, timeout: float = 15) -> None:
         info = httpx.get(f"{srv.base_url}/api/v1/sessions/{session_id}", headers={"X-API-Key": KEY_A}, timeout=5)
         if info.status_code == 200 and info.json()["active_run_id"] is None:
             return
-        time.sleep(0.05)
+        time.sleep(0.05)  # the poll's interval
     raise AssertionError("the run did not end")
 
 

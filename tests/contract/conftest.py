@@ -57,7 +57,7 @@ async def repo(request: pytest.FixtureRequest) -> AsyncIterator[SessionRepositor
         await memory.close()
         return
     database: str = request.getfixturevalue("contract_database")
-    mysql = MySqlSessionRepository(database_url(database), where=database)
+    mysql = MySqlSessionRepository.from_url(database_url(database), where=database)
     await mysql.start()
     await admin_query(f"DELETE FROM `{database}`.sessions")  # messages and approvals cascade
     try:

@@ -219,11 +219,11 @@ class _Reply:
 
     async def _produce(self, send: Send) -> None:
         if self._delay_before_start > 0:
-            await asyncio.sleep(self._delay_before_start)
+            await asyncio.sleep(self._delay_before_start)  # kept: a scripted slow server
         await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
         for delay, data in self._parts:
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # kept: a scripted slow stream
             await send({"type": "http.response.body", "body": data, "more_body": True})
         if self._tail is None:
             raise _InjectedConnectionDrop("FakeOpenAI: scripted connection drop")

@@ -70,7 +70,7 @@ def wait_output(server: ServerProcess, pattern: str, timeout: float = 5) -> re.M
         found = re.search(pattern, server.text(), re.MULTILINE)
         if found:
             return found
-        time.sleep(0.05)
+        time.sleep(0.05)  # the poll's interval
     raise AssertionError(f"{pattern!r} not in output:\n{server.text()}")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
 from tests.services import require_service
 from tests.support import LiveServer, WsClient, live_server, make_settings, ws_connect
+from tests.support.polling import eventually, wait_for_text
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ class Rest:
 
     async def streaming(self, fake: FakeOpenAI, requests: int) -> None:
         await fake.wait_requests(requests, timeout_s=5)
-        await asyncio.sleep(0.3)  # REST shows no deltas before the end: give the stream time to flow
+        await wait_for_text(self.srv, self.client, self.session_id)  # REST shows no deltas before the end
 
     async def cancel(self) -> None:
         r = await self.client.post(f"/api/v1/chat/{self.session_id}/cancel")
@@ -191,7 +192,8 @@ async def test_a_question_is_answered_through_the_tools_with_an_approved_query(
         assert of(asked, "tool_result")[0]["result"] == "Tables: customers, orders, products"
         action = of(asked, "hitl")[0]["action"]
         assert action["name"] == "run_sql" and action["args"] == {
-            "sql": TOP_CITIES, "statement_type": "SELECT", "read_only": True, "tables": ["customers"]}
+            "sql": TOP_CITIES, "statement_type": "SELECT", "read_only": True, "tables": ["customers"],
+            "estimate": {"available": True, "rows": 50, "full_scans": ["customers"], "source": "EXPLAIN QUERY PLAN"}}
         assert len(fake.requests) == 3
 
         answered = await conv.decide({"type": "approve"})
@@ -375,9 +377,7 @@ async def running_queries(admin: AsyncEngine, marker: str) -> list[str]:
 
 async def wait_for(predicate: Callable[[], Any], within_s: float, what: str) -> float:
     started = time.monotonic()
-    while not await predicate():
-        assert time.monotonic() - started < within_s, f"timed out after {within_s}s waiting for {what}"
-        await asyncio.sleep(0.05)
+    await eventually(predicate, within_s, interval=0.05, what=what)
     return time.monotonic() - started
 
 

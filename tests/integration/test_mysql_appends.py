@@ -25,7 +25,7 @@ async def history(repo: MySqlSessionRepository, session_id: str) -> list[tuple[s
 
 async def test_a_hundred_appends_at_once_take_a_few_transactions_and_each_lands_once_in_order() -> None:
     async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
-        repo = MySqlSessionRepository(database_url(db, port=proxy.port))
+        repo = MySqlSessionRepository.from_url(database_url(db, port=proxy.port))
         await repo.start()
         for i in range(10):
             await repo.get_or_create_session(new_session(f"s{i}"))
@@ -44,7 +44,7 @@ async def test_a_hundred_appends_at_once_take_a_few_transactions_and_each_lands_
 
 async def test_one_bad_message_in_a_batch_fails_alone() -> None:
     async with fresh_database() as db:
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         await repo.start()
         await repo.get_or_create_session(new_session("s1"))
         await repo.append_message(new_message("s1", "taken"))
@@ -61,7 +61,7 @@ async def test_one_bad_message_in_a_batch_fails_alone() -> None:
 
 async def test_a_batch_whose_commit_answer_is_lost_is_stored_exactly_once() -> None:
     async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
-        repo = MySqlSessionRepository(database_url(db, port=proxy.port))
+        repo = MySqlSessionRepository.from_url(database_url(db, port=proxy.port))
         await repo.start()
         for sid in ("a", "b"):
             await repo.get_or_create_session(new_session(sid))
@@ -77,7 +77,7 @@ async def test_a_batch_whose_commit_answer_is_lost_is_stored_exactly_once() -> N
 
 async def test_an_append_cancelled_before_its_batch_is_written_leaves_no_trace() -> None:
     async with fresh_database() as db:
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         await repo.start()
         await repo.get_or_create_session(new_session("s1"))
         cancelled = asyncio.create_task(repo.append_message(new_message("s1", "never")))
@@ -94,7 +94,7 @@ async def test_batches_of_several_workers_on_the_same_sessions_neither_deadlock_
     """Four processes' stores (own pools, own batches) append at once to the same ten sessions: each batch
     locks several sessions, in primary-key order, so none waits in a cycle; every session ends gap-free."""
     async with fresh_database() as db:
-        repos = [MySqlSessionRepository(database_url(db)) for _ in range(4)]
+        repos = [MySqlSessionRepository.from_url(database_url(db)) for _ in range(4)]
         for repo in repos:
             await repo.start()
         for i in range(10):

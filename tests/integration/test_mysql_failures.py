@@ -60,7 +60,7 @@ async def test_killing_the_servers_connections_mid_run_loses_nothing_and_duplica
             async def killer() -> None:
                 while not stop.is_set():
                     kills[0] += await kill_connections(db)
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # kept: the pace of the kills is the scenario
 
             async def over_websocket() -> list[str]:
                 for _ in range(50):  # a socket opening while the store fails is refused with 1013: again

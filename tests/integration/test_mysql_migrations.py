@@ -41,7 +41,7 @@ async def test_a_database_of_the_previous_version_gains_stored_bytes_from_its_me
             await cursor.execute(f"USE `{db}`")
             for statement in PREVIOUS_SCHEMA:
                 await cursor.execute(statement)
-        repo = MySqlSessionRepository(database_url(db), where=db)
+        repo = MySqlSessionRepository.from_url(database_url(db), where=db)
         try:
             await repo.start()
             old, empty = await repo.get_session("old-1"), await repo.get_session("old-2")
@@ -55,7 +55,7 @@ async def test_a_database_of_the_previous_version_gains_stored_bytes_from_its_me
             assert after is not None and after.stored_bytes == old.stored_bytes + 4 and after.message_count == 3
         finally:
             await repo.close()
-        again = MySqlSessionRepository(database_url(db), where=db)  # a second start leaves it as it is
+        again = MySqlSessionRepository.from_url(database_url(db), where=db)  # a second start leaves it as it is
         try:
             await again.start()
             assert (s := await again.get_session("old-1")) is not None and s.stored_bytes == old.stored_bytes + 4

@@ -120,7 +120,7 @@ async def test_sessions_messages_statuses_and_metadata_survive_a_restart() -> No
 
 async def test_run_state_left_by_a_crashed_process_is_cleared_at_start_with_the_local_broker() -> None:
     async with fresh_database() as db:
-        crashed = MySqlSessionRepository(database_url(db))
+        crashed = MySqlSessionRepository.from_url(database_url(db))
         await crashed.start()
         await crashed.get_or_create_session(new_session("orphan", "alice", when=datetime.now(UTC)))
         await crashed.set_run_state("orphan", active_run_id="run_dead", pending_interrupt={"interrupt_id": "int_x"})

@@ -12,13 +12,23 @@ from dataagent.adapters.mysql.schema import SchemaMismatchError
 from dataagent.domain.approvals import Decision, DecisionType
 from dataagent.domain.errors import PayloadTooLargeError, StoreUnavailableError
 from dataagent.domain.models import MessagePageQuery, Role, RunState
-from dataagent.entrypoints.container import build_mysql_repository
+from dataagent.entrypoints.container import Container, build_mysql_engine
+from dataagent.entrypoints.lifecycle import build_lifecycle
 from tests.contract.helpers import approval, at, new_message, new_session
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, admin, admin_query, database_url, fresh_database
-from tests.support import make_settings
+from tests.support.polling import eventually
+from tests.support.servers import make_settings
 from tests.tcp_proxy import COMMIT, TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql]
+
+
+async def inserts_running(database: str) -> int:
+    """INSERTs into `sessions` on `database` still executing (waiting for a lock, when another holds it)."""
+    [(count,)] = await admin_query(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND COMMAND = 'Query' "
+        "AND INFO LIKE 'INSERT INTO sessions%%'", (database,))
+    return int(count)
 
 
 def columns_of(rows: list[tuple[object, ...]]) -> dict[str, str]:
@@ -27,7 +37,7 @@ def columns_of(rows: list[tuple[object, ...]]) -> dict[str, str]:
 
 async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_and_indexes() -> None:
     async with fresh_database() as db:
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         await repo.start()
         await repo.close()
         tables = await admin_query(
@@ -57,7 +67,7 @@ async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_a
 
 async def test_workers_starting_together_create_the_schema_once_without_errors() -> None:
     async with fresh_database() as db:
-        repos = [MySqlSessionRepository(database_url(db)) for _ in range(6)]
+        repos = [MySqlSessionRepository.from_url(database_url(db)) for _ in range(6)]
         await asyncio.gather(*(r.start() for r in repos))
         await asyncio.gather(*(r.close() for r in repos))
         assert len(await admin_query(
@@ -68,7 +78,7 @@ async def test_an_old_table_without_our_columns_stops_start_up_with_a_migration_
     async with fresh_database() as db:
         await admin_query(f"CREATE TABLE `{db}`.messages (id INT PRIMARY KEY, session_id VARCHAR(64), "
                           "role ENUM('user','assistant'), content TEXT, created_at TIMESTAMP)")
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         with pytest.raises(SchemaMismatchError) as caught:
             await repo.start()
         await repo.close()
@@ -78,18 +88,28 @@ async def test_an_old_table_without_our_columns_stops_start_up_with_a_migration_
 
 async def test_an_unreachable_server_or_database_is_store_unavailable_naming_where() -> None:
     async with fresh_database() as db:
-        missing = MySqlSessionRepository(database_url(db + "_missing"), where=f"{MYSQL_HOST}:{MYSQL_PORT}")
+        missing = MySqlSessionRepository.from_url(database_url(db + "_missing"), where=f"{MYSQL_HOST}:{MYSQL_PORT}")
         with pytest.raises(StoreUnavailableError, match=f"{MYSQL_HOST}:{MYSQL_PORT}.*Unknown database"):
             await missing.start()
         await missing.close()
         async with TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
             proxy.cut()
-            down = MySqlSessionRepository(database_url(db, port=proxy.port), where=f"127.0.0.1:{proxy.port}")
+            down = MySqlSessionRepository.from_url(database_url(db, port=proxy.port), where=f"127.0.0.1:{proxy.port}")
             with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{proxy.port}"):
                 await down.start()
             with pytest.raises(StoreUnavailableError):
                 await down.ping()
             await down.close()
+
+
+async def test_the_store_runs_on_the_engine_the_container_built_and_the_lifecycle_disposes_it() -> None:
+    async with fresh_database() as db:
+        container = Container(settings=make_settings(session_store="mysql", mysql_url=database_url(db)))
+        async with build_lifecycle(container):
+            engine = container.mysql_engine()
+            assert container.repository().engine is engine
+            assert engine.pool.checkedin() >= 1  # the schema was ensured through it
+        assert engine.pool.checkedin() == 0
 
 
 async def test_a_password_with_any_characters_works_from_the_separate_settings() -> None:
@@ -102,11 +122,13 @@ async def test_a_password_with_any_characters_works_from_the_separate_settings()
         try:
             settings = make_settings(session_store="mysql", mysql_host=MYSQL_HOST, mysql_port=MYSQL_PORT,
                                      mysql_user=user, mysql_password=password, mysql_database=db)
-            repo = build_mysql_repository(settings)
+            engine = build_mysql_engine(settings)
+            repo = MySqlSessionRepository(engine)
             await repo.start()
             created, _ = await repo.get_or_create_session(new_session("s1"))
             assert (await repo.get_session("s1")) == created
             await repo.close()
+            await engine.dispose()
         finally:
             async with admin() as cursor:
                 for host in ("%", "localhost"):
@@ -115,7 +137,7 @@ async def test_a_password_with_any_characters_works_from_the_separate_settings()
 
 async def test_a_message_larger_than_max_allowed_packet_is_refused_before_sending() -> None:
     async with fresh_database() as db:
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         await repo.start()
         assert repo.server is not None
         await repo.get_or_create_session(new_session("s1"))
@@ -129,7 +151,7 @@ async def test_a_message_larger_than_max_allowed_packet_is_refused_before_sendin
 
 async def test_a_creation_racing_an_uncommitted_insert_waits_and_returns_the_winner() -> None:
     async with fresh_database() as db:
-        repo = MySqlSessionRepository(database_url(db))
+        repo = MySqlSessionRepository.from_url(database_url(db))
         await repo.start()
         async with admin() as cursor:
             await cursor.execute("START TRANSACTION")
@@ -137,8 +159,8 @@ async def test_a_creation_racing_an_uncommitted_insert_waits_and_returns_the_win
                 f"INSERT INTO `{db}`.sessions (session_id, user_id, title, created_at, last_active, message_count) "
                 "VALUES ('race', 'first', 't', NOW(6), NOW(6), 0)")
             racing = asyncio.create_task(repo.get_or_create_session(new_session("race", "second")))
-            await asyncio.sleep(0.3)
-            assert not racing.done()  # waits on the first insert's key lock
+            await eventually(lambda: inserts_running(db), what="the creation waiting on the first insert's key lock")
+            assert not racing.done()
             await cursor.execute("COMMIT")
             session, created = await racing
         assert not created and session.user_id == "first"
@@ -149,7 +171,7 @@ async def test_an_append_broken_between_its_statements_is_rolled_back_and_stored
     """The connection breaks after the INSERT reached the server but before COMMIT: the count taken by the
     UPDATE is rolled back with it, and the retry stores the message once at the next position."""
     async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
-        repo = MySqlSessionRepository(database_url(db, port=proxy.port))
+        repo = MySqlSessionRepository.from_url(database_url(db, port=proxy.port))
         await repo.start()
         await repo.get_or_create_session(new_session("s1"))
         await repo.append_message(new_message("s1", "m0"))
@@ -166,7 +188,7 @@ async def test_an_append_broken_between_its_statements_is_rolled_back_and_stored
 
 async def test_an_append_whose_commit_answer_is_lost_is_stored_exactly_once() -> None:
     async with fresh_database() as db, TcpProxy(MYSQL_HOST, MYSQL_PORT) as proxy:
-        repo = MySqlSessionRepository(database_url(db, port=proxy.port))
+        repo = MySqlSessionRepository.from_url(database_url(db, port=proxy.port))
         await repo.start()
         await repo.get_or_create_session(new_session("s1"))
         await repo.append_message(new_message("s1", "m0"))

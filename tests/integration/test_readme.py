@@ -43,6 +43,9 @@ def test_the_readme_curl_sessions_work_verbatim() -> None:
         assert '"title": "你好! Which city has the most customers?"' in out
         assert '"status": "cancelled"' in out
         assert "204" in out and '"error_code": "session_not_found"' in out
+        out = run_shell(readme_block("sse-session"), port)
+        assert out.count("1 event: run_started") == 2 and out.count("1 event: done") == 2, out
+        assert "event: connected" in out and '"recovered":true' in out and '"run_id":' in out, out
         out = run_shell(readme_block("hitl-session"), port)
         assert '"status": "awaiting_approval"' in out and '"name": "run_sql"' in out
         assert '"status": "completed"' in out and '"columns": [' in out

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.support import KEY_B, live_server, make_settings, wait_for_active_run
+from tests.support.polling import wait_for_active_run, wait_for_text
+from tests.support.servers import KEY_B, live_server, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +52,7 @@ async def test_cancel_from_a_second_client_ends_a_long_sync_chat_with_its_partia
     settings = make_settings(demo_chunks=400, demo_chunk_delay_ms=10)
     async with live_server(settings) as srv, srv.client() as asker, srv.client() as canceller:
         chat = asyncio.create_task(asker.post("/api/v1/chat", json={"message": "long one", "session_id": "s-c"}))
-        await wait_for_active_run(canceller, "s-c")
-        await asyncio.sleep(0.2)
+        await wait_for_text(srv, canceller, "s-c")
         started = time.monotonic()
         r = await canceller.post("/api/v1/chat/s-c/cancel")
         assert r.status_code == 200

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import KEY_B, live_server, make_settings
+from tests.support.polling import eventually
+from tests.support.servers import KEY_B, live_server, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -150,9 +151,13 @@ async def test_malformed_decisions_are_422() -> None:
 async def test_an_undecided_request_times_out_as_reject() -> None:
     async with live_server(make_settings(hitl_timeout=0.3)) as srv, srv.client() as c:
         hitl = hitl_of(await ask(c, "SELECT 1"))
-        await asyncio.sleep(0.8)
-        messages = (await c.get("/api/v1/sessions/h1/messages")).json()["messages"]
-        assert messages[-1]["role"] == "assistant" and messages[-1]["status"] == "completed"
+
+        async def answered() -> list[dict[str, Any]] | None:
+            messages = (await c.get("/api/v1/sessions/h1/messages")).json()["messages"]
+            return list(messages) if messages[-1]["role"] == "assistant" else None
+
+        messages = await eventually(answered, timeout=5, what="the answer after the timeout")
+        assert messages[-1]["status"] == "completed"
         assert messages[-2]["role"] == "tool" and messages[-2]["status"] == "error"
         r = await decide(c, hitl["interrupt_id"], {"type": "approve"})
         assert r.status_code == 409

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import KEY_B, live_server, make_settings, wait_for_active_run
+from tests.support.polling import wait_for_active_run, wait_for_text
+from tests.support.servers import KEY_B, live_server, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +140,7 @@ async def test_last_active_moves_when_a_message_is_added_but_not_when_the_sessio
     async with live_server() as srv, srv.client() as c:
         await ask(c, "la")
         first = (await c.get("/api/v1/sessions/la")).json()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # kept: the clock must move for a touch by a read to show
         await c.get("/api/v1/sessions/la")
         await c.get("/api/v1/sessions/la/messages")
         await c.get("/api/v1/sessions")
@@ -197,7 +198,7 @@ async def test_deleting_a_session_while_a_long_answer_runs_cancels_it_first() ->
     async with live_server(settings) as srv, srv.client() as asker, srv.client() as deleter:
         chat = asyncio.create_task(asker.post("/api/v1/chat", json={"message": "long one", "session_id": "del-run"}))
         run_id = await wait_for_active_run(deleter, "del-run")
-        await asyncio.sleep(0.1)
+        await wait_for_text(srv, deleter, "del-run")
         started = time.monotonic()
         r = await deleter.delete("/api/v1/sessions/del-run")
         assert r.status_code == 204

@@ -288,6 +288,8 @@ async def test_a_client_resumes_on_b_after_losing_its_socket_on_a_with_no_gap_an
             assert connected["data"]["active_run_id"] is None
             await wb.send("resume", after_seq=seen[-1]["seq"])
             frames = seen + await wb.until("done")
+            resumed = await wb.recv()  # the resume's answer, after the events it replayed
+            assert resumed["event_type"] == "resumed" and resumed["data"]["replayed"] == len(frames) - len(seen)
             assert_contiguous(frames)
             assert frames[-1]["data"]["status"] == "completed"
             assert (await history(rb, sid))[-1]["content"] == text_of(frames)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import httpx
 import pytest
 
-from tests.support import live_server, make_settings
+from tests.support.polling import eventually
+from tests.support.servers import live_server, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -16,9 +16,13 @@ async def test_an_idle_session_is_removed_with_its_messages_and_then_404() -> No
     async with live_server(settings) as srv, srv.client() as c:
         await c.post("/api/v1/chat", json={"message": "hi", "session_id": "idle"})
         assert (await c.get("/api/v1/sessions/idle")).status_code == 200
-        await asyncio.sleep(1.0)
-        r = await c.get("/api/v1/sessions/idle")
-        assert r.status_code == 404 and r.json()["error_code"] == "session_not_found"
+
+        async def gone() -> httpx.Response | None:
+            r = await c.get("/api/v1/sessions/idle")
+            return r if r.status_code == 404 else None
+
+        r = await eventually(gone, timeout=5, interval=0.05, what="the idle session's expiry")
+        assert r.json()["error_code"] == "session_not_found"
         assert (await c.get("/api/v1/sessions/idle/messages")).status_code == 404
         assert (await c.get("/api/v1/sessions")).json()["total"] == 0
 

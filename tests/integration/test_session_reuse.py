@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from tests.integration.test_scale_out import delete_keys, new_prefix, server_env
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database, fresh_database
 from tests.services import require_service
 from tests.support import KEY_A, KEY_B, ServerProcess, WsClient, live_server, make_settings, wait_healthy, ws_connect
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +67,11 @@ async def end_session(alice: httpx.AsyncClient, sid: str, end: str) -> None:
     if end == "delete":
         assert (await alice.delete(f"/api/v1/sessions/{sid}")).status_code == 204
         return
-    deadline = time.monotonic() + TIMEOUT_S + 5
-    while (await alice.get(f"/api/v1/sessions/{sid}")).status_code != 404:
-        assert time.monotonic() < deadline, "the session did not expire"
-        await asyncio.sleep(0.05)
+
+    async def expired() -> bool:
+        return (await alice.get(f"/api/v1/sessions/{sid}")).status_code == 404
+
+    await eventually(expired, TIMEOUT_S + 5, interval=0.05, what="the session's expiry")
 
 
 async def closed_with(ws: WsClient, timeout: float = 5.0) -> tuple[int | None, list[dict[str, Any]]]:
@@ -123,7 +124,7 @@ async def scenario_sockets_close(srv: Server, end: str) -> None:
             with contextlib.suppress(websockets.ConnectionClosed):  # closed already: nothing can be sent
                 await wa.send("chat", message="alice's stale question")
             assert not [f for f in wa.frames if f.get("run_id") == body["run_id"]], wa.frames
-        await asyncio.sleep(0.2)  # a stale chat, had it been taken, would be stored by now
+        await asyncio.sleep(0.2)  # kept: an absence cannot be polled; a stale chat taken would be stored by now
         contents = [m["content"] for m in await history(bob, sid)]
         assert contents == ["bob's own question", body["content"]]
 

@@ -33,6 +33,8 @@ async def trickle(port: int, opened: asyncio.Event | None = None) -> tuple[float
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+    if opened is not None:
+        opened.set()
     received = b""
     try:
         for n in range(int(10 * HEADER_TIMEOUT_S / LINE_EVERY_S)):  # far longer than the timeout
@@ -52,8 +54,10 @@ async def trickle(port: int, opened: asyncio.Event | None = None) -> tuple[float
 
 
 async def trickling_connections_are_closed_and_extra_ones_refused(port: int, base_url: str) -> None:
-    tasks = [asyncio.create_task(trickle(port)) for _ in range(TRICKLING)]
-    await asyncio.sleep(0.2)  # all open, none finished
+    opened = [asyncio.Event() for _ in range(TRICKLING)]
+    tasks = [asyncio.create_task(trickle(port, event)) for event in opened]
+    # all connected before the health request: the server accepts connections in the order they came
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in opened)), 5)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
         refused = await c.get("/api/v1/health")
         assert refused.status_code == 503, refused.text  # past the connection limit

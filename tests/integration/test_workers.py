@@ -3,10 +3,8 @@ store and the redis broker, with the one key the CLI generated; and the settings
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +16,7 @@ from tests.integration.test_scale_out import REDIS_HOST, REDIS_PORT, delete_keys
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
 from tests.services import require_service
 from tests.support import ServerProcess, WsClient, cli_command, free_port, ws_connect
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.redis]
 
@@ -29,10 +28,11 @@ def workers_args(port: int) -> list[str]:
 
 
 async def wait_workers_ready(server: ServerProcess, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while server.text().count("Application startup complete") < WORKERS:
-        assert server.proc.poll() is None and time.monotonic() < deadline, server.text()
-        await asyncio.sleep(0.1)
+    def ready() -> bool:
+        assert server.proc.poll() is None, server.text()
+        return server.text().count("Application startup complete") >= WORKERS
+
+    await eventually(ready, timeout, interval=0.1, what=f"{WORKERS} workers started")
 
 
 async def health_counts(server: ServerProcess, samples: int = 16) -> set[int]:

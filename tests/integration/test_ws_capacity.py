@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
+from typing import Any
 
 import pytest
 
@@ -14,6 +13,7 @@ from tests.support import (
     LiveServer,
     WsClient,
     connections,
+    eventually,
     live_server,
     make_settings,
     refusal,
@@ -50,14 +50,13 @@ async def test_a_slot_freed_by_a_closing_socket_admits_a_new_socket() -> None:
             assert (await leaving.recv())["event_type"] == "connected"
             assert (await refusal(srv, "newcomer"))[0] == CLOSE_TRY_AGAIN
         # the server releases the slot when it sees the close: poll briefly
-        deadline = time.monotonic() + 3
-        while True:
+
+        async def admitted() -> list[dict[str, Any]] | None:
             code, frames = await refusal(srv, "newcomer")
-            if code is None:
-                break
-            assert code == CLOSE_TRY_AGAIN
-            assert time.monotonic() < deadline, "the freed slot never admitted a new socket"
-            await asyncio.sleep(0.05)
+            assert code in (None, CLOSE_TRY_AGAIN)
+            return frames if code is None else None
+
+        frames = await eventually(admitted, timeout=3, interval=0.05, what="a socket admitted in the freed slot")
         assert frames[-1]["event_type"] == "connected"
         assert frames[-1]["data"]["session_id"] == "newcomer"
 

@@ -6,10 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
 from tests.support import KEY_B, live_server, make_settings, ws_connect
+from tests.support.polling import eventually
 from tests.unit.engines import ScriptedEngine, Step
 
 pytestmark = pytest.mark.integration
@@ -350,17 +352,23 @@ async def test_resume_by_url_returns_the_missing_events_exactly_once_in_order() 
         assert kinds(seen + rest).count("done") == 1
 
 
+
+async def run_ended(client: httpx.AsyncClient, session_id: str) -> bool:
+    return (await client.get(f"/api/v1/sessions/{session_id}")).json()["active_run_id"] is None
+
 async def test_resume_by_frame_after_the_run_ended_returns_the_missing_events() -> None:
     settings = make_settings(demo_chunks=30, demo_chunk_delay_ms=2)
     async with live_server(settings) as srv, srv.client() as rest_client:
         seen, last = await _interrupted_run(srv, "res2", keep=5)
-        while (await rest_client.get("/api/v1/sessions/res2")).json()["active_run_id"]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: run_ended(rest_client, "res2"), what="the run's end")
         async with ws_connect(srv, "res2") as ws:
             await ws.recv()
             await ws.send("resume", after_seq=last)
             rest = await ws.until("done")
+            assert (await ws.recv())["data"] == {"after_seq": last, "replayed": len(rest)}  # `resumed`
             await ws.send("resume", after_seq=last)  # everything was sent already: nothing again
+            again = await ws.recv()
+            assert again["event_type"] == "resumed" and again["data"]["replayed"] == 0 and "seq" not in again
             await ws.send("ping")
             assert (await ws.recv())["event_type"] == "pong"
         assert_contiguous(seen + rest)
@@ -380,12 +388,35 @@ async def test_resume_while_watching_live_sends_only_what_this_socket_has_not_ha
         assert sorted(all_seqs) == list(range(seen[0]["seq"], seen[0]["seq"] + len(all_seqs)))
 
 
+async def test_a_socket_that_joins_mid_run_and_resumes_gets_the_earlier_events_once_then_resumed() -> None:
+    settings = make_settings(demo_chunks=200, demo_chunk_delay_ms=5)
+    async with live_server(settings) as srv:
+        async with ws_connect(srv, "res5") as first:
+            await first.recv()
+            await first.send("chat", message="one")
+            earlier = await first.until("done")
+        seen, _ = await _interrupted_run(srv, "res5", keep=3)  # a second run goes on without a socket
+        async with ws_connect(srv, "res5") as ws:
+            await ws.recv()
+            joined = [await ws.recv() for _ in range(4)]  # the active run from its run_started
+            await ws.send("resume", after_seq=earlier[0]["seq"] - 1)
+            frames = await ws.until("resumed", timeout=20)
+            if "done" not in kinds(frames):
+                frames += await ws.until("done", timeout=20)
+        resumed = next(f for f in frames if f["event_type"] == "resumed")
+        assert joined[0]["seq"] == seen[0]["seq"] and "seq" not in resumed
+        older = [f for f in frames if "seq" in f and f["seq"] < joined[0]["seq"]]
+        assert older == earlier and resumed["data"]["replayed"] == len(earlier)
+        all_seqs = [f["seq"] for f in joined + frames if "seq" in f]
+        assert len(all_seqs) == len(set(all_seqs))  # none twice
+        assert sorted(all_seqs) == list(range(earlier[0]["seq"], earlier[0]["seq"] + len(all_seqs)))
+
+
 async def test_resume_reports_when_the_events_are_no_longer_held() -> None:
     settings = make_settings(demo_chunks=60, demo_chunk_delay_ms=1, replay_events=10)
     async with live_server(settings) as srv, srv.client() as rest_client:
         seen, _ = await _interrupted_run(srv, "res4", keep=1)
-        while (await rest_client.get("/api/v1/sessions/res4")).json()["active_run_id"]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: run_ended(rest_client, "res4"), what="the run's end")
         first = seen[0]["seq"]
         async with ws_connect(srv, "res4", query=f"after_seq={first}") as ws:
             assert (await ws.recv())["data"]["recovered"] is False

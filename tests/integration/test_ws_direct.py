@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dataagent.adapters.http import websocket
+from dataagent.adapters.http.websocket.connection import Connection
 from tests.support import live_server, make_settings, ws_connect
 
 pytestmark = pytest.mark.integration
@@ -25,13 +25,13 @@ async def one_answer(srv: Any, session_id: str) -> list[dict[str, Any]]:
 def counting_direct_sends(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Record each direct attempt's outcome (the method itself is unchanged)."""
     outcomes: list[bool] = []
-    send_now = websocket._Connection._send_now
+    send_now = Connection._send_now
 
-    def spy(self: websocket._Connection, item: Any) -> bool:
+    def spy(self: Connection, item: Any) -> bool:
         outcomes.append(send_now(self, item))
         return outcomes[-1]
 
-    monkeypatch.setattr(websocket._Connection, "_send_now", spy)
+    monkeypatch.setattr(Connection, "_send_now", spy)
     return outcomes
 
 

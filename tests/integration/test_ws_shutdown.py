@@ -17,18 +17,10 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import (
-    ServerProcess,
-    cli_command,
-    free_port,
-    raw_ws_handshake,
-    send_masked_text,
-    server_env,
-    spawn,
-    wait_for_active_run,
-    wait_healthy,
-    ws_connect_to,
-)
+from tests.support.polling import eventually, wait_for_active_run
+from tests.support.processes import ServerProcess, cli_command, server_env, spawn, wait_healthy
+from tests.support.servers import free_port
+from tests.support.wsclient import raw_ws_handshake, send_masked_text, ws_connect_to
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +81,8 @@ async def test_sigterm_makes_an_in_flight_sync_rest_chat_return_cancelled_instea
         async with httpx.AsyncClient(base_url=server.base_url, headers={"X-API-Key": KEY}, timeout=30) as c:
             chat = asyncio.create_task(c.post("/api/v1/chat", json={"message": "long", "session_id": "bye-rest"}))
             await wait_for_active_run(c, "bye-rest")
-            await asyncio.sleep(0.2)
+            async with ws_connect_to(server.base_url, "bye-rest", KEY) as watcher:  # some text to keep
+                await watcher.until("text")
             server.proc.send_signal(signal.SIGTERM)
             started = time.monotonic()
             r = await asyncio.wait_for(chat, EXIT_WITHIN_S)
@@ -114,7 +107,7 @@ async def test_sigterm_that_finds_uvicorns_tick_due_still_sends_done_before_clos
             await ws.send("chat", message="a very long answer please")
             await ws.until("text")
             server.proc.send_signal(signal.SIGSTOP)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # kept: the scenario is a process not scheduled for 0.3 s
             server.proc.send_signal(signal.SIGTERM)
             server.proc.send_signal(signal.SIGCONT)
             frames = await ws.until("done", timeout=EXIT_WITHIN_S)
@@ -141,10 +134,11 @@ async def test_a_socket_that_never_reads_does_not_keep_the_server_from_exiting_o
         with contextlib.closing(sock):
             send_masked_text(sock, '{"type": "chat", "payload": {"message": "a long answer"}}')
             async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as c:
-                deadline = time.monotonic() + 10
-                while (await c.get("/api/v1/health")).json()["active_runs"]:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
+
+                async def answer_ended() -> bool:
+                    return not (await c.get("/api/v1/health")).json()["active_runs"]
+
+                await eventually(answer_ended, timeout=10, interval=0.05)
             # the answer has ended; the socket read nothing of it
             server.proc.send_signal(signal.SIGTERM)
             returncode = await asyncio.to_thread(wait_exit, server, 2 * EXIT_WITHIN_S)

@@ -31,7 +31,7 @@ class ScriptedEngine:
 
     async def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         for i, step in enumerate(self.script):
-            await asyncio.sleep(self.delay_s)
+            await asyncio.sleep(self.delay_s)  # kept: the engine's pace is part of the script
             if step.kind == "text":
                 yield TextDelta(step.value or f"t{i} ")
             elif step.kind == "tool":
@@ -44,7 +44,7 @@ class ScriptedEngine:
             elif step.kind == "fail":
                 raise RuntimeError("scripted failure with secret internals")
             elif step.kind == "sleep":
-                await asyncio.sleep(float(step.value))
+                await asyncio.sleep(float(step.value))  # kept: a scripted pause
         yield UsageReported(TokenUsage(1, 2, 3))
 
     async def close(self) -> None:

@@ -31,5 +31,6 @@ def build_core(
     broker = InMemoryRunBroker(replay_events=replay_events)
     clock, ids = SystemClock(), UuidIdGenerator()
     runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))
+    runs.attach()
     chat = ChatService(repo, broker, runs, clock, ids)
     return Core(repo, broker, runs, chat, SessionService(repo, runs, clock, broker))

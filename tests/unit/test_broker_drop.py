@@ -33,7 +33,7 @@ async def test_a_waiting_subscriber_is_woken_by_the_drop() -> None:
     broker = InMemoryRunBroker()
     subscription = await broker.subscribe("s", None, 100)
     waiting = asyncio.create_task(subscription.get_batch())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # kept: one loop pass, and the reader waits (no time passes)
     await broker.drop_session("s")
     with pytest.raises(SessionNotFoundError):
         await asyncio.wait_for(waiting, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from dataagent.application.chat import RunOutcome
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import MessagePageQuery
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
+from tests.support.polling import eventually
 from tests.unit.harness import Core, build_core
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -186,9 +186,11 @@ async def test_run_sql_waits_for_approval_with_the_analysis_then_returns_the_tab
     assert waiting.status == "awaiting_approval"
     hitl = of(waiting, "hitl")[0]
     assert hitl["action"]["name"] == "run_sql"
+    estimate = {"available": True, "rows": 50, "full_scans": ["customers"], "source": "EXPLAIN QUERY PLAN"}
     assert hitl["action"]["args"] == {"sql": SQL, "statement_type": "SELECT", "read_only": True,
-                                      "tables": ["customers"]}
-    assert of(waiting, "tool_call")[0]["tool_args"] == hitl["action"]["args"]
+                                      "tables": ["customers"], "estimate": estimate}
+    assert of(waiting, "tool_call")[0]["tool_args"] == {k: v for k, v in hitl["action"]["args"].items()
+                                                        if k != "estimate"}
     assert len(agent.fake.requests) == 1
 
     done = await agent.decide({"type": "approve"})
@@ -468,8 +470,7 @@ async def test_a_timeout_before_the_first_token_fails_with_the_limit(
 async def test_cancel_mid_stream_closes_the_llm_response_and_keeps_the_partial_answer(agent: Agent) -> None:
     agent.fake.add_slow_text("word " * 200, chunks=200, delay_s=0.02)
     run = await agent.core.chat.start(USER, "Tell me a long story", "s1")
-    while not agent.core.runs.live_content(run.run_id):
-        await asyncio.sleep(0.01)
+    await eventually(lambda: agent.core.runs.live_content(run.run_id), what="some streamed text")
 
     await agent.core.chat.cancel(USER, "s1")
 

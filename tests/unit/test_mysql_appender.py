@@ -44,7 +44,7 @@ async def test_appends_waiting_together_share_batches_of_at_most_max_batch() -> 
     appender = GatedAppender()
     calls = [asyncio.create_task(appender.append(message(n), None, 100)) for n in range(300)]
     while appender.at_once < MAX_IN_FLIGHT:  # the writers took their batches and wait at the gate
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # polls loop pass by loop pass
     appender.gate.set()
     await asyncio.gather(*calls)
     sizes = [len(b) for b in appender.batches]
@@ -60,7 +60,7 @@ async def test_a_batch_holds_about_max_batch_bytes_and_a_larger_message_goes_alo
     appender = GatedAppender()
     sizes = [400, 400, 400, 5000, 100]
     calls = [asyncio.create_task(appender.append(message(n), None, size)) for n, size in enumerate(sizes)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # kept: one loop pass, and every append has joined the queue
     appender.gate.set()
     await asyncio.gather(*calls)
     assert sorted(appender.batches) == [["m0", "m1"], ["m2"], ["m3"], ["m4"]]
@@ -81,9 +81,9 @@ async def test_an_append_arriving_as_every_writer_finishes_is_not_left_behind() 
         late.append(await appender.append(message(9999), None, 100))  # awaited inline: in this very pass
 
     while appender.at_once < MAX_IN_FLIGHT:  # every writer took a full batch and waits at the gate
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # polls loop pass by loop pass
     racer = asyncio.create_task(append_when_the_gate_opens())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # kept: one loop pass, and the racer waits at the gate
     appender.gate.set()
     await asyncio.wait_for(asyncio.gather(*first, racer), 5)  # stranded, it would wait forever
     assert [m.message_id for m in late] == ["m9999"]

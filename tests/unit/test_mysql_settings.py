@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import make_url
 
-from dataagent.entrypoints.container import build_mysql_repository, mysql_url
+from dataagent.entrypoints.container import build_mysql_engine, mysql_url
 from dataagent.entrypoints.settings import ENV_PREFIX, SettingsError, load_settings
 from tests.support import make_settings
 
@@ -52,8 +52,8 @@ def test_an_empty_mysql_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None
 async def test_pool_and_timeouts_come_from_the_settings() -> None:
     settings = make_settings(session_store="mysql", mysql_pool_size=3, mysql_max_overflow=4,
                              mysql_pool_timeout=2.5, mysql_pool_recycle=99)
-    repo = build_mysql_repository(settings)
-    pool = repo.engine.pool
+    engine = build_mysql_engine(settings)
+    pool = engine.pool
     assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (3, 4, 2.5, 99)  # type: ignore[attr-defined]
     assert pool._pre_ping is True  # type: ignore[attr-defined]
-    await repo.close()
+    await engine.dispose()

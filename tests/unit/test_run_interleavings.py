@@ -33,7 +33,7 @@ async def _scenario(script: list[Step], plan: list[tuple[str, int]]) -> None:
     watcher = await core.broker.subscribe("s1", None, 100_000)
     run = await core.chat.start("alice", "question", "s1")
     for action, delay_ms in plan:
-        await asyncio.sleep(delay_ms / 1000)
+        await asyncio.sleep(delay_ms / 1000)  # kept: when the action comes is the generated scenario
         await _act(core, action)
     await asyncio.wait_for(core.runs.wait_finished(run.run_id), 5)
     events = [e for e in watcher.replayed] + await _drain(watcher)

@@ -48,7 +48,7 @@ async def test_a_busy_reader_or_a_queue_means_the_item_is_queued_behind() -> Non
     assert socket.direct_calls == 0
     assert await sub.get_batch() == ["a"]
     reader = asyncio.create_task(sub.get_batch())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # kept: one loop pass, and the reader waits (no time passes)
     sub.put("b")  # the sink declines (say the socket is not writable): queued, the reader woken
     sub.put("c")  # something is queued now: behind it, without asking the sink
     assert socket.direct_calls == 1 and await reader == ["b", "c"] and socket.sent == []
@@ -76,7 +76,7 @@ def test_every_item_reaches_the_socket_once_in_publish_order(steps: list[str], a
             else:
                 await asyncio.sleep(0)  # the writer runs (sends a batch, or goes back to waiting)
         for _ in range(3):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # kept: loop passes for the writer to finish (no time passes)
         assert socket.sent == published
         task.cancel()
 

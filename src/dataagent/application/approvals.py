@@ -20,10 +20,10 @@ from dataagent.domain.approvals import (
     DecisionType,
     InterruptRecord,
 )
-from dataagent.domain.events import EventType
+from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.models import ChatRun, RunStatus
 
-Publish = Callable[[ChatRun, EventType, dict[str, Any]], None]
+Publish = Callable[[ChatRun, EventType, dict[str, Any]], RunEvent]
 
 
 @dataclass(slots=True)
@@ -35,7 +35,8 @@ class PendingApproval:
 
 @dataclass(slots=True)
 class LiveRun:
-    """A run of this process: its task, its cancel scope, and the approval it waits for."""
+    """A run of this process: its task, its cancel scope, the approval it waits for, and the seqs of its
+    `run_started` and of its last text delta (for its checkpoint)."""
 
     run: ChatRun
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -43,6 +44,8 @@ class LiveRun:
     cancel_reason: str | None = None
     pending: PendingApproval | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    started_seq: int = 0
+    text_seq: int = 0
 
     def deliver(self, interrupt_id: str | None, decision: Decision) -> None:
         """Hand a decision to the waiting approval, if it is the one decided."""

@@ -1,4 +1,4 @@
-"""A counter of open sockets and in-flight REST chats, bounded by DATAAGENT_MAX_CONNECTIONS."""
+"""A counter of open sockets, event streams and in-flight REST chats, bounded by DATAAGENT_MAX_CONNECTIONS."""
 
 from __future__ import annotations
 

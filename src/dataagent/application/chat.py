@@ -10,6 +10,7 @@ from dataagent.application.bounds import Bounds
 from dataagent.application.ports import Clock, IdGenerator, RunBroker, RunControl, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
+from dataagent.application.watch import Ownership, SessionWatch, ownership_of
 from dataagent.domain.approvals import Decision
 from dataagent.domain.errors import (
     DecisionConflictError,
@@ -53,6 +54,7 @@ class ChatService:
         ids: IdGenerator,
         settings: ChatSettings | None = None,
         bounds: Bounds | None = None,
+        watch: SessionWatch | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -61,19 +63,9 @@ class ChatService:
         self._ids = ids
         self._settings = settings or ChatSettings()
         self._bounds = bounds or Bounds(repository)
+        self._watch = watch or SessionWatch(repository, broker)
 
     # -- sessions as seen by one principal ------------------------------------------------------
-
-    async def owned_session(self, principal: str, session_id: str) -> Session:
-        """The principal's session; SessionNotFoundError if missing or someone else's."""
-        session = await self._repo.get_session(session_id)
-        if session is None or not session.is_owned_by(principal):
-            raise SessionNotFoundError()
-        return session
-
-    async def peek_session(self, session_id: str) -> Session | None:
-        """The session whoever owns it (for checks that must not leak it further), or None."""
-        return await self._repo.get_session(session_id)
 
     async def open_session(self, principal: str, session_id: str | None, question: str) -> Session:
         """The principal's session with this id, created if nobody uses the id (a new id if None)."""
@@ -82,7 +74,7 @@ class ChatService:
         session, created = await self._repo.get_or_create_session(
             Session(sid, principal, title_from(question), now, now)
         )
-        if not session.is_owned_by(principal):
+        if ownership_of(session, principal) is not Ownership.OWNED:
             raise SessionNotFoundError()
         if created:
             await self._bounds.admit_new_session(session)
@@ -129,18 +121,30 @@ class ChatService:
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
-        question = self.validate_message(message)
-        extra = self.validate_metadata(metadata)
-        session = await self.open_session(principal, session_id, question)
-        sid = session.session_id
-        subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), SYNC_BUFFER_EVENTS)
+        run, subscription = await self.start_watched(principal, message, session_id, metadata, SYNC_BUFFER_EVENTS)
         try:
-            run = await self._runs.start_run(
-                sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
             async for event in self._follow(subscription, run.run_id):
                 yield event
         finally:
             subscription.close()
+
+    async def start_watched(
+        self, principal: str, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int
+    ) -> tuple[ChatRun, Subscription]:
+        """Start a run with a subscription taken just before it, so every event of the run reaches it (the
+        caller closes it). Errors (validation, ownership, a run in progress...) come before anything streams."""
+        question = self.validate_message(message)
+        extra = self.validate_metadata(metadata)
+        session = await self.open_session(principal, session_id, question)
+        sid = session.session_id
+        subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
+        try:
+            run = await self._runs.start_run(
+                sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
+        except BaseException:
+            subscription.close()
+            raise
+        return run, subscription
 
     async def chat(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
@@ -152,7 +156,7 @@ class ChatService:
         self, principal: str, session_id: str, run_id: str | None = None, wait: bool = True
     ) -> str:
         """Cancel the session's active run (and, with `wait`, see it end); NoActiveRunError if none."""
-        await self.owned_session(principal, session_id)
+        await self._watch.owned(principal, session_id)
         return await self._runs.cancel(session_id, run_id, wait=wait)
 
     async def decide(self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
@@ -163,7 +167,7 @@ class ChatService:
     async def _decide(
         self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> tuple[str, str]:
-        session = await self.owned_session(principal, session_id)
+        session = await self._watch.owned(principal, session_id)
         decision = self._one_decision(raw_decisions, self._settings.json_limits)
         if interrupt_id is not None:
             interrupt_id = valid_text(interrupt_id)

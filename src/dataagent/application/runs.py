@@ -14,7 +14,7 @@ import anyio.lowlevel
 
 from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
-from dataagent.application.failover import WORKER_LOST, OrphanCloser, keep_leases
+from dataagent.application.leases import LeaseKeeper
 from dataagent.application.ports import (
     AgentEngine,
     Clock,
@@ -24,22 +24,23 @@ from dataagent.application.ports import (
     RunControl,
     SessionRepository,
 )
+from dataagent.application.run_end import RunEnd
 from dataagent.domain.errors import (
     AgentFailedError,
     BrokerUnavailableError,
     DataAgentError,
     NoActiveRunError,
     RunInProgressError,
-    StoreUnavailableError,
-    WorkerLostError,
 )
 from dataagent.domain.events import (
     AgentOutput,
     EventType,
+    RunEvent,
     TextDelta,
     ToolCallRequested,
     ToolCompleted,
     UsageReported,
+    text_delta,
 )
 from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus
 
@@ -54,14 +55,6 @@ FINAL_WRITE_TIMEOUT_S = 30.0
 class RunSettings:
     hitl_timeout_s: float = 300.0
     history_limit: int = 50
-
-
-def _checkpoint(run: ChatRun) -> dict[str, Any]:
-    """What another process needs to close the run if this one dies: its text so far and tool calls."""
-    return {
-        "text": run.content, "tool_calls": run.tool_calls,
-        "token_usage": run.token_usage.as_dict() if run.token_usage else None,
-    }
 
 
 class RunManager:
@@ -84,10 +77,14 @@ class RunManager:
         self._settings = settings or RunSettings()
         self._runs: dict[str, LiveRun] = {}
         self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
+        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs)
+        self._leases = LeaseKeeper(broker, self._runs)
         self._closing = False
-        self._keeper: asyncio.Task[None] | None = None
-        broker.on_control(self._on_control)
-        broker.on_orphan(OrphanCloser(repository, broker, clock, ids).close)
+
+    def attach(self) -> None:
+        """Receive the broker's control for the runs of this process (cancels, approval decisions): once, at
+        start-up."""
+        self._broker.on_control(self._on_control)
 
     @property
     def active_runs(self) -> int:
@@ -123,14 +120,15 @@ class RunManager:
         run.transition(RunStatus.RUNNING)
         live = LiveRun(run)
         self._runs[run_id] = live
-        self._publish(run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id})
+        live.started_seq = self._publish(
+            run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id}).seq
         ctx = RunContext(
             sid, run_id, question, dict(metadata),
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
-        self._ensure_keeper()
+        self._leases.ensure()
         return run
 
     async def cancel(
@@ -184,20 +182,7 @@ class RunManager:
         with anyio.move_on_after(timeout_s):
             for live in lives:
                 await live.finished.wait()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
-
-    def checkpoints(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """(session_id, run_id) -> what another process needs to close the run if this one dies."""
-        return {(live.run.session_id, run_id): _checkpoint(live.run) for run_id, live in self._runs.items()}
-
-    def _ensure_keeper(self) -> None:
-        interval = self._broker.lease_renew_interval_s
-        if interval is not None and (self._keeper is None or self._keeper.done()):
-            self._keeper = asyncio.create_task(keep_leases(self, self._broker, interval), name="run-leases")
+        await self._leases.stop()
 
     # -- control from the broker (this process owns the run) ------------------------------------
 
@@ -232,7 +217,8 @@ class RunManager:
                         content = output.content
                         if content:
                             keep_text(content)
-                            publish(sid, run_id, "text", {"content": content, "is_final": False})
+                            delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
+                            live.text_seq = publish(sid, run_id, "text", delta).seq
                     else:
                         await self._apply(live, output)
             except DataAgentError as exc:
@@ -243,14 +229,14 @@ class RunManager:
         with anyio.move_on_after(FINAL_WRITE_TIMEOUT_S, shield=True):
             with contextlib.suppress(Exception):
                 await agen.aclose()
-            await self._finish(live, error)
+            await self._end.finish(live, error)
 
     async def _apply(self, live: LiveRun, output: AgentOutput) -> None:
         run = live.run
         if isinstance(output, TextDelta):
             if output.content:
                 run.text.append(output.content)
-                self._publish(run, EventType.TEXT, {"content": output.content, "is_final": False})
+                live.text_seq = self._publish(run, EventType.TEXT, text_delta(output.content)).seq
         elif isinstance(output, ToolCallRequested):
             run.tool_calls.append(
                 {"tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args}
@@ -290,116 +276,5 @@ class RunManager:
         )
         return page.messages
 
-    # -- the end of a run -----------------------------------------------------------------------
-
-    async def _finish(self, live: LiveRun, error: DataAgentError | None) -> None:
-        """End the run exactly once: whatever its final writes raise, the session is freed and `done` published."""
-        message_id, status = None, RunStatus.FAILED
-        try:
-            message_id, status = await self._close(live, error)
-        except Exception:  # not a store outage (those are handled below): a bug; the run still ends
-            log.exception("run %s: ending it failed", live.run.run_id)
-            self._publish_error(live.run, DataAgentError("The answer could not be stored"))
-            with contextlib.suppress(DataAgentError):
-                live.run.transition(status)
-        finally:
-            await self._release(live, message_id, status)
-
-    async def _close(self, live: LiveRun, error: DataAgentError | None) -> tuple[str | None, RunStatus]:
-        run = live.run
-        if live.pending is not None:
-            await self._approvals.close_pending(live)
-        status = self._final_status(live, error)
-        if status is RunStatus.COMPLETED:
-            self._publish(run, EventType.TEXT, {"content": "", "is_final": True})
-        if error is not None:
-            self._publish_error(run, error)
-        if await self._closed_elsewhere(run):
-            # this process was cut off from the broker longer than its lease: another one closed the run as
-            # worker_lost and stored its answer; storing this one too would persist the run twice
-            log.error("run %s: closed by another process meanwhile; its answer is not stored again", run.run_id)
-            run.reason = WORKER_LOST
-            self._publish_error(run, WorkerLostError())
-            message_id, status = None, RunStatus.FAILED
-        else:
-            message_id, status = await self._persist_answer(live, status, error)  # also frees the session
-        run.transition(status)
-        return message_id, status
-
-    async def _release(self, live: LiveRun, message_id: str | None, status: RunStatus) -> None:
-        run = live.run
-        done: dict[str, Any] = {
-            "run_id": run.run_id, "status": status.value, "cancelled": status is RunStatus.CANCELLED,
-            "message_id": message_id,
-            "token_usage": run.token_usage.as_dict() if run.token_usage else None,
-        }
-        if run.reason:
-            done["reason"] = run.reason
-        self._runs.pop(run.run_id, None)
-        try:  # the broker publishes `done` once the session is free (also if the release itself fails)
-            await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
-        except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run has ended here
-            log.warning("run %s: could not release its claim; its lease will lapse", run.run_id,
-                        exc_info=not isinstance(exc, DataAgentError))
-        finally:
-            live.finished.set()
-
-    async def _closed_elsewhere(self, run: ChatRun) -> bool:
-        """With several processes (leases), whether the session no longer names this run as its active one."""
-        if self._broker.lease_renew_interval_s is None:
-            return False
-        try:
-            session = await self._repo.get_session(run.session_id)
-        except Exception:  # noqa: BLE001 - the store is away: the final write below reports it
-            return False
-        return session is not None and session.active_run_id != run.run_id
-
-    def _final_status(self, live: LiveRun, error: DataAgentError | None) -> RunStatus:
-        if live.cancel_reason is not None:
-            live.run.reason = live.cancel_reason
-            return RunStatus.CANCELLED
-        if error is not None:
-            live.run.error = error.message
-            live.run.reason = error.code
-            return RunStatus.FAILED
-        return RunStatus.COMPLETED
-
-    async def _persist_answer(
-        self, live: LiveRun, status: RunStatus, error: DataAgentError | None
-    ) -> tuple[str | None, RunStatus]:
-        run = live.run
-        meta: dict[str, Any] = {
-            "tool_calls": run.tool_calls,
-            "token_usage": run.token_usage.as_dict() if run.token_usage else None,
-        }
-        if run.reason:
-            meta["reason"] = run.reason
-        if error is not None:
-            meta["error"] = {"error_code": error.code, "message": error.message}
-        now = self._clock.now()
-        try:  # the answer and the freed session in one write
-            message = await self._repo.append_message(
-                Message(self._ids.new_id("msg"), run.session_id, Role.ASSISTANT, run.content, now, run.run_id,
-                        status.value, meta),
-                RunState(active_run_id=None),
-            )
-        except Exception as exc:  # any failure of the store: the run ends all the same
-            failure = exc if isinstance(exc, DataAgentError) else StoreUnavailableError(
-                f"The answer could not be stored ({type(exc).__name__})")
-            log.error("run %s: the answer could not be persisted: %s", run.run_id, failure.code,
-                      exc_info=failure is not exc)
-            self._publish_error(run, failure)
-            run.reason = run.reason or failure.code
-            with contextlib.suppress(Exception):  # free the session at least, if the store allows it
-                await self._repo.set_run_state(run.session_id, active_run_id=None, pending_interrupt=None,
-                                               touched_at=now)
-            return None, RunStatus.CANCELLED if status is RunStatus.CANCELLED else RunStatus.FAILED
-        return message.message_id, status
-
-    def _publish_error(self, run: ChatRun, error: DataAgentError) -> None:
-        self._publish(run, EventType.ERROR, {
-            "error_code": error.code, "message": error.message, "recoverable": False,
-        })
-
-    def _publish(self, run: ChatRun, event_type: EventType, data: dict[str, Any]) -> None:
-        self._broker.publish(run.session_id, run.run_id, event_type.value, data)
+    def _publish(self, run: ChatRun, event_type: EventType, data: dict[str, Any]) -> RunEvent:
+        return self._broker.publish(run.session_id, run.run_id, event_type.value, data)

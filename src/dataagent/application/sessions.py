@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from dataagent.application.ports import Clock, RunBroker, SessionRepository
 from dataagent.application.runs import RunManager
-from dataagent.domain.errors import DataAgentError, NoActiveRunError, SessionNotFoundError
+from dataagent.application.watch import SessionWatch
+from dataagent.domain.errors import DataAgentError, NoActiveRunError
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
 
 log = logging.getLogger("dataagent.sessions")
@@ -17,20 +18,22 @@ EXPIRY_BATCH = 500
 
 
 class SessionService:
-    def __init__(self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: RunBroker) -> None:
+    def __init__(
+        self, repository: SessionRepository, runs: RunManager, clock: Clock, broker: RunBroker,
+        watch: SessionWatch | None = None,
+    ) -> None:
         self._repo = repository
         self._runs = runs
         self._clock = clock
         self._broker = broker
+        self._watch = watch or SessionWatch(repository, broker)
 
     async def list_sessions(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
         return await self._repo.list_sessions(principal, limit, offset)
 
     async def get(self, principal: str, session_id: str) -> Session:
-        session = await self._repo.get_session(session_id)
-        if session is None or not session.is_owned_by(principal):
-            raise SessionNotFoundError()
-        return session
+        """The principal's session; SessionNotFoundError if missing or someone else's (SessionWatch decides)."""
+        return await self._watch.owned(principal, session_id)
 
     async def delete(self, principal: str, session_id: str) -> None:
         """Cancel a running answer, then delete the session and its messages; its sockets and events go too."""

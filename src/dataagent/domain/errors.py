@@ -116,3 +116,8 @@ class InvalidTransitionError(DataAgentError):
 
     code = "internal_error"
     default_message = "Invalid run state transition"
+
+
+class DataSourceUnavailableError(DataAgentError):
+    code = "data_source_unavailable"
+    default_message = "The data source is unavailable"

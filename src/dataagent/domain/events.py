@@ -39,6 +39,38 @@ class RunEvent:
     wire: str | None = field(default=None, compare=False, repr=False)
 
 
+# The payloads built in several places: one constructor each (the per-token path keeps literals equal to them,
+# see tests/unit/test_event_payloads.py).
+
+
+def text_delta(content: str) -> dict[str, Any]:
+    """A `text` event's data for an answer delta."""
+    return {"content": content, "is_final": False}
+
+
+def text_end() -> dict[str, Any]:
+    """A `text` event's data for the empty final delta that ends a completed answer's text."""
+    return {"content": "", "is_final": True}
+
+
+def is_text_delta(data: dict[str, Any]) -> bool:
+    """Whether a `text` event's data is a plain delta (exactly what `text_delta` builds)."""
+    return len(data) == 2 and data.get("is_final") is False
+
+
+def done_payload(
+    run_id: str, status: str, message_id: str | None, token_usage: dict[str, Any] | None, reason: str | None = None
+) -> dict[str, Any]:
+    """A `done` event's data: how the run ended; `reason` (shutdown, worker_lost, ...) only when there is one."""
+    done: dict[str, Any] = {
+        "run_id": run_id, "status": status, "cancelled": status == "cancelled", "message_id": message_id,
+        "token_usage": token_usage,
+    }
+    if reason:
+        done["reason"] = reason
+    return done
+
+
 # What an agent engine yields while it works (approvals go through RunContext.request_approval).
 
 

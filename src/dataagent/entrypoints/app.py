@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, chat, deps, health, sessions, websocket, ws_paths
+from dataagent.adapters.http import auth, catalog, chat, deps, health, sessions, sse, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
-from dataagent.entrypoints.container import Container, start_services, stop_services
+from dataagent.entrypoints.container import Container
+from dataagent.entrypoints.lifecycle import build_lifecycle
 from dataagent.entrypoints.logs import install_redaction
 from dataagent.entrypoints.settings import Settings, load_settings
 
@@ -46,7 +47,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, auth, deps, websocket, ws_paths], warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, sse, catalog, auth, deps, websocket.endpoint, ws_paths],
+                   warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -59,8 +61,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     app.state.settings = settings
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(sse.router, prefix=API_PREFIX)  # before chat: /chat/stream is not a session's path
     app.include_router(chat.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(catalog.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
     install_docs(app)
     if settings.ui:
@@ -70,7 +74,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After"],
+        expose_headers=["X-Request-ID", "Retry-After", "X-Session-ID"],
         allow_credentials="*" not in settings.cors_origins,
     )
     app.add_middleware(RequestIdMiddleware)
@@ -82,21 +86,16 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     container: Container = app.state.container
     settings: Settings = app.state.settings
-    await start_services(container)
-    tune_gc()
-    install_redaction()  # again: uvicorn's logging set-up may have replaced the handlers since create_app
-    log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
-             settings.broker, container.engine().name)
-    sweeper = asyncio.create_task(_expire_forever(container, settings), name="session-expiry")
-    restore_signals = _cancel_runs_on_signal(container)
-    try:
-        yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
-    finally:
-        restore_signals()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await stop_services(container)
+    async with build_lifecycle(container):
+        tune_gc()
+        install_redaction()  # again: uvicorn's logging set-up may have replaced the handlers since create_app
+        log.info("DataAgent Server %s: store=%s broker=%s agent=%s", __version__, settings.session_store,
+                 settings.broker, container.engine().name)
+        restore_signals = _cancel_runs_on_signal(container)
+        try:
+            yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
+        finally:
+            restore_signals()
 
 
 def http_limits(settings: Settings) -> HttpLimits:
@@ -154,18 +153,6 @@ def _call_handler(handler: Any, signum: int) -> None:
         handler(signum, None)
     elif handler == signal.SIG_DFL and signum == signal.SIGINT:
         raise KeyboardInterrupt
-
-
-async def _expire_forever(container: Container, settings: Settings) -> None:
-    service = container.session_service()
-    while True:
-        await asyncio.sleep(settings.expiry_interval)
-        try:
-            expired = await service.expire_idle(settings.session_timeout)
-            if expired:
-                log.info("expired %d idle sessions", len(expired))
-        except Exception:
-            log.exception("session expiry failed")
 
 
 def __getattr__(name: str) -> Any:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dataagent.adapters.http.watchdog import SendWatchdog
-from dataagent.adapters.http.websocket import SocketSettings
+from dataagent.adapters.http.sse import StreamSettings
+from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.broker import InMemoryRunBroker
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.mysql.engine import EngineOptions
+from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.redis.broker import RedisRunBroker
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
@@ -19,18 +19,17 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
+from dataagent.application.failover import OrphanCloser
 from dataagent.application.ports import AgentEngine
-from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
-from dataagent.entrypoints.engines import build_engine
+from dataagent.entrypoints.engines import build_catalog, build_engine
 from dataagent.entrypoints.settings import Settings
 
-log = logging.getLogger("dataagent")
-
-__all__ = ["Container", "build_engine", "component_names", "start_services", "stop_services"]
+__all__ = ["Container", "build_engine", "build_mysql_engine", "check_broker", "check_store", "component_names"]
 
 
 def mysql_url(settings: Settings) -> URL:
@@ -45,25 +44,32 @@ def mysql_url(settings: Settings) -> URL:
     return url.set(drivername=f"{url.get_backend_name()}+asyncmy")
 
 
-def build_mysql_repository(settings: Settings) -> MySqlSessionRepository:
-    url = mysql_url(settings)
-    options = EngineOptions(
+def build_mysql_engine(settings: Settings) -> AsyncEngine:
+    """The store's engine (it connects lazily), with the pool and timeouts of the MYSQL_* settings."""
+    return build_sql_engine(mysql_url(settings), EngineOptions(
         pool_size=settings.mysql_pool_size, max_overflow=settings.mysql_max_overflow,
         pool_timeout_s=settings.mysql_pool_timeout, pool_recycle_s=settings.mysql_pool_recycle,
         connect_timeout_s=settings.mysql_connect_timeout, read_timeout_s=settings.mysql_read_timeout,
-    )
-    return MySqlSessionRepository(url, options, where=f"{url.host or 'localhost'}:{url.port or 3306}/{url.database}")
+    ))
+
+
+def mysql_where(settings: Settings) -> str:
+    """host:port/database, as errors name the store (never the password)."""
+    url = mysql_url(settings)
+    return f"{url.host or 'localhost'}:{url.port or 3306}/{url.database}"
 
 
 async def check_store(settings: Settings) -> None:
     """Connect to the configured store and create its schema once; StoreUnavailableError if it cannot."""
     if settings.session_store != "mysql":
         return
-    repository = build_mysql_repository(settings)
+    engine = build_mysql_engine(settings)
+    repository = MySqlSessionRepository(engine, where=mysql_where(settings))
     try:
         await repository.start()
     finally:
         await repository.close()
+        await engine.dispose()
 
 
 async def check_broker(settings: Settings) -> None:
@@ -87,10 +93,14 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdGenerator)
 
+    mysql_engine = providers.Singleton(build_mysql_engine, settings)  # disposed by entrypoints/lifecycle.py
+
     repository = providers.Selector(
         settings.provided.session_store,
         memory=providers.Singleton(InMemorySessionRepository),
-        mysql=providers.Singleton(build_mysql_repository, settings),
+        mysql=providers.Singleton(
+            MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings)
+        ),
     )
     broker = providers.Selector(
         settings.provided.broker,
@@ -110,6 +120,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     engine = providers.Singleton(build_engine, settings)
+    schema_catalog = providers.Singleton(build_catalog, settings)
 
     run_manager = providers.Singleton(
         RunManager,
@@ -120,6 +131,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
     )
+    orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)
     authenticator = providers.Singleton(
         ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled
@@ -132,7 +144,12 @@ class Container(containers.DeclarativeContainer):
         send_timeout_s=settings.provided.ws_send_timeout,
     )
     socket_watchdog = providers.Singleton(SendWatchdog)
+    stream_settings = providers.Factory(
+        StreamSettings, keepalive_s=settings.provided.sse_keepalive, send_buffer=settings.provided.ws_send_buffer,
+        send_timeout_s=settings.provided.ws_send_timeout,
+    )
 
+    session_watch = providers.Factory(SessionWatch, repository=repository, broker=broker)
     chat_service = providers.Factory(
         ChatService,
         repository=repository,
@@ -151,9 +168,10 @@ class Container(containers.DeclarativeContainer):
                               max_sessions_per_principal=settings.provided.max_sessions_per_principal,
                               max_session_bytes=settings.provided.max_session_bytes),
         ),
+        watch=session_watch,
     )
     session_service = providers.Factory(
-        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker
+        SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker, watch=session_watch
     )
     status_service = providers.Singleton(
         StatusService,
@@ -163,34 +181,3 @@ class Container(containers.DeclarativeContainer):
         capacity=capacity,
         names=providers.Callable(component_names, settings, engine),
     )
-
-
-async def start_services(container: Container) -> None:
-    """Connect what needs connecting before the first request (store schema, broker).
-
-    With the local broker this process is the only one running answers, so run state left in the store by
-    a previous process (which died with its runs) is cleared, and each answer it cut off is stored as failed
-    (reason `interrupted`); shared brokers must not do that (their failover stores it as `worker_lost`).
-    """
-    settings: Settings = container.settings()
-    repository = container.repository()
-    await repository.start()
-    if settings.broker == "local":
-        interrupted = await close_interrupted_runs(repository, container.clock(), container.ids())
-        if interrupted:
-            log.warning("stored %d answers cut off by the end of a previous process as failed", interrupted)
-        cleared = await repository.clear_run_states()
-        if cleared:
-            log.warning("cleared the active run of %d sessions left by a previous process", cleared)
-    await container.broker().start()
-    container.run_manager()
-    container.status_service()  # uptime counts from start-up
-
-
-async def stop_services(container: Container) -> None:
-    """Cancel and persist running answers, then release the broker, engine and store."""
-    await container.run_manager().shutdown(reason="shutdown")
-    await container.socket_watchdog().close()
-    await container.broker().close()
-    await container.engine().close()
-    await container.repository().close()

@@ -22,6 +22,9 @@ from dataagent.adapters.agents.sql import (
     load_data_policy,
     sqlite_url,
 )
+from dataagent.adapters.agents.sql.catalog import SqlSchemaCatalog
+from dataagent.adapters.agents.sql.semantic import SemanticFileError, SemanticLayer, load_semantic
+from dataagent.adapters.agents.sql_step import EstimateRules
 from dataagent.application.ports import AgentEngine
 from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
 
@@ -55,6 +58,25 @@ def build_data_source(settings: Settings) -> SqlDatabase:
         raise EngineLoadError(f"DATAAGENT_DATA_URL={shown} cannot be used: {type(exc).__name__}: {exc}") from None
 
 
+def load_semantic_setting(settings: Settings) -> SemanticLayer | None:
+    """DATAAGENT_SEMANTIC_FILE's business context, or None; EngineLoadError (one line) for a bad file."""
+    if settings.semantic_file is None:
+        return None
+    try:
+        return load_semantic(settings.semantic_file)
+    except SemanticFileError as exc:
+        raise EngineLoadError(str(exc)) from None
+
+
+def estimate_rules(settings: Settings) -> EstimateRules:
+    return EstimateRules(settings.sql_max_estimated_rows, settings.sql_estimate_timeout)
+
+
+def build_catalog(settings: Settings) -> SqlSchemaCatalog:
+    """What GET /api/v1/schema reads: the data source, with the semantic file's words, under the data policy."""
+    return SqlSchemaCatalog(build_data_source(settings), load_semantic_setting(settings), data_policy(settings))
+
+
 def resolve_agent(settings: Settings) -> str:
     """The engine to run: `auto` becomes `llm` when an LLM API key is set, else `demo` (and says so)."""
     if settings.agent != "auto":
@@ -75,11 +97,13 @@ def build_engine(settings: Settings) -> AgentEngine:
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
             database=build_data_source(settings), hitl_policy=settings.hitl_policy,
             place="the demo database" if on_demo else "the database", data_policy=data_policy(settings),
+            semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
         )
     if choice == "llm":
         return OpenAiEngine(
             llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy,
             data_policy=data_policy(settings),
+            semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
         )
     return _custom_engine(choice, settings)
 
@@ -125,10 +149,12 @@ def load_factory(spec: str) -> Callable[[Settings], Any]:
 
 
 def check_engine_settings(settings: Settings) -> None:
-    """Fail early (EngineLoadError) if the engine factory cannot be imported or the data URL's driver is missing."""
+    """Fail early (EngineLoadError) if the engine factory cannot be imported, the semantic file is bad or the
+    data URL's driver is missing."""
     if settings.agent not in AGENT_KEYWORDS:
         load_factory(settings.agent)
     data_policy(settings)
+    load_semantic_setting(settings)
     if settings.data_url is not None:
         url = settings.data_url.get_secret_value()
         try:

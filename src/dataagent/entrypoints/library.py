@@ -15,7 +15,8 @@ from dataagent.application.chat import ChatService, RunOutcome
 from dataagent.application.sessions import SessionService
 from dataagent.domain.events import RunEvent
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
-from dataagent.entrypoints.container import Container, start_services, stop_services
+from dataagent.entrypoints.container import Container
+from dataagent.entrypoints.lifecycle import build_lifecycle
 from dataagent.entrypoints.settings import Settings, load_settings
 
 LIBRARY_PRINCIPAL = "library"
@@ -71,8 +72,5 @@ class DataAgent:
 async def open_agent(settings: Settings | None = None) -> AsyncIterator[DataAgent]:
     """Build the services from `settings` (the environment if None), and release them on exit."""
     container = Container(settings=settings or load_settings())
-    await start_services(container)
-    try:
+    async with build_lifecycle(container):
         yield DataAgent(container)
-    finally:
-        await stop_services(container)

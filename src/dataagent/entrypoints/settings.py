@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     sql_read_only: bool = True
     data_url: SecretStr | None = None
     data_policy: str | None = None  # a YAML file of data policies per principal (sql/policy.py)
+    # Business context and cost estimates (issue 18): docs/SEMANTIC.md
+    semantic_file: str | None = None
+    sql_max_estimated_rows: int | None = Field(None, ge=1)
+    sql_estimate_timeout: float = Field(2, gt=0, le=60)
 
     # LLM engine (DATAAGENT_AGENT=llm, or auto with a key)
     llm_base_url: str | None = None
@@ -121,6 +125,9 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20, gt=0)
     ws_send_timeout: float = Field(40, gt=0)
     shutdown_timeout: float = Field(5, gt=0)
+    # Server-sent events (POST /chat/stream, GET /sessions/{id}/stream): a comment line this often keeps
+    # proxies from closing an idle stream; their send buffer is DATAAGENT_WS_SEND_BUFFER
+    sse_keepalive: float = Field(15, gt=0, le=3600)
 
     # Broker
     broker: Literal["local", "redis"] = "local"
@@ -153,7 +160,8 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("llm_base_url", "llm_api_key", "data_url", "data_policy", mode="before")
+    @field_validator("llm_base_url", "llm_api_key", "data_url", "data_policy", "semantic_file",
+                     "sql_max_estimated_rows", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -14,7 +14,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
-from dataagent.adapters.agents.sql_step import RUN_SQL, SqlOutcome, SqlStep
+from dataagent.adapters.agents.sql.scope import visible_semantic
+from dataagent.adapters.agents.sql.semantic import SemanticLayer
+from dataagent.adapters.agents.sql_step import RUN_SQL, EstimateRules, SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested
 
@@ -42,12 +44,21 @@ def split_answer(text: str, chunks: int) -> list[str]:
     return words + [f"tok{i} " for i in range(len(words), chunks)]
 
 
-def demo_answer(question: str) -> str:
+def demo_answer(question: str, semantic: SemanticLayer | None = None) -> str:
     return (
         "This is the DataAgent demo engine (no LLM is connected). "
         f"You asked: “{' '.join(question.split())}”. "
         "Ask an SQL statement such as SELECT * FROM customers to see approval and tables at work."
+        + _described(semantic)
     )
+
+
+def _described(semantic: SemanticLayer | None) -> str:
+    """What the semantic file (DATAAGENT_SEMANTIC_FILE) says of each table, as the demo can show it."""
+    if semantic is None or not semantic.tables:
+        return ""
+    tables = "; ".join(f"{name}: {table.description or 'no description'}" for name, table in semantic.tables.items())
+    return f" The business context describes {len(semantic.tables)} tables ({tables})."
 
 
 class DemoEngine:
@@ -63,19 +74,25 @@ class DemoEngine:
         hitl_policy: str = "always",
         place: str = "the demo database",
         data_policy: DataPolicy | None = None,
+        *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
     ) -> None:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
         self._db = database
         # The demo asks approval for writes too (the database refuses them): it shows the whole flow.
+        self._semantic = semantic
         self._step = SqlStep(
-            database, hitl_policy, place=place, screen_writes=False, data_policy=data_policy,
+            database, hitl_policy, place=place, screen_writes=False, data_policy=data_policy, estimates=estimates,
         ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
         if sql is None or self._db is None:
-            return self._say(demo_answer(ctx.question), self._chunks)  # no extra generator hop per chunk
+            semantic = self._semantic
+            if semantic is not None and self._step is not None:  # only what the principal's policy lets it see
+                semantic = visible_semantic(semantic, self._step.scope.entry(ctx.principal))
+            answer = demo_answer(ctx.question, semantic)
+            return self._say(answer, self._chunks)  # no extra generator hop per chunk
         return self._run_sql(ctx, sql)
 
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:

@@ -1,6 +1,6 @@
 """The `run_sql` step every engine shares: analyse, screen, ask for approval by policy, apply an edit, run.
 
-    step = SqlStep(database, policy="always", data_policy=None)
+    step = SqlStep(database, policy="always", data_policy=None, estimates=EstimateRules(max_rows=None))
     analysis = await step.analyse(sql, ctx.principal)
     yield ToolCallRequested(call_id, "run_sql", analysis.as_args())
     outcome = await step.run(ctx, analysis)
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dataagent.adapters.agents.sql import (
+    Estimate,
     QueryResult,
     SqlAnalysis,
     SqlDatabase,
@@ -27,6 +28,14 @@ from dataagent.domain.events import ToolCompleted
 
 RUN_SQL = "run_sql"
 OutcomeKind = Literal["ran", "rejected", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateRules:
+    """DATAAGENT_SQL_MAX_ESTIMATED_ROWS (None: no limit) and DATAAGENT_SQL_ESTIMATE_TIMEOUT."""
+
+    max_rows: int | None = None
+    timeout_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +67,22 @@ class SqlStep:
     before it reaches approval too; without it the approval is asked and the database refuses it (the demo
     engine shows the whole approval flow that way). An edit is re-analysed and re-screened. Then the data
     policy (DATAAGENT_DATA_POLICY, sql/scope.py) refuses the statement or rewrites it, before approval too.
+    Before approval the planner's estimate (EXPLAIN, sql/estimate.py) of the statement as it will run joins
+    the hitl args as `estimate`; a statement over `estimates.max_rows` is refused before approval (and after
+    an edit, which goes through the policy and the estimate again), with the reason as its result.
     """
 
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
         screen_writes: bool = True, data_policy: DataPolicy | None = None,
+        estimates: EstimateRules | None = None,
     ) -> None:
         self.database = database
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
         self._screen = screen_writes
+        self._estimates = estimates or EstimateRules()
 
     async def analyse(self, sql: str, principal: str | None = None) -> SqlAnalysis:
         """The analysis in the server's quoting mode (MySQL: its sql_mode), then under the principal's policy."""
@@ -76,12 +90,16 @@ class SqlStep:
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
-        if refusal := self._refusal(analysis):
+        if refusal := self._refusal(analysis) or await self._too_costly(analysis):
             return refusal
         edited = False
         if needs_approval(analysis, self._policy):
+            estimate = await self._estimate(analysis)
+            if refusal := self._over_limit(analysis, estimate):
+                return refusal
+            args = {**analysis.as_args(), "estimate": estimate.as_args()}
             decision = await ctx.request_approval(ApprovalAction(
-                RUN_SQL, analysis.as_args(), f"Run this {analysis.statement_type} statement on {self._place}",
+                RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
             if decision.type is DecisionType.REJECT:
                 reason = decision.message or "no reason given"
@@ -89,13 +107,31 @@ class SqlStep:
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
                 analysis, edited = await self.analyse(sql, ctx.principal), True
-                if refusal := self._refusal(analysis, edited=True):
+                if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
         try:
             result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
         except SqlToolError as exc:
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
         return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
+
+    async def _estimate(self, analysis: SqlAnalysis) -> Estimate:
+        return await self.database.estimate(analysis, self._estimates.timeout_s)
+
+    async def _too_costly(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
+        """With a row limit and no approval to come (or after an edit), the estimate is checked here."""
+        if self._estimates.max_rows is None or (needs_approval(analysis, self._policy) and not edited):
+            return None
+        return self._over_limit(analysis, await self._estimate(analysis), edited)
+
+    def _over_limit(self, analysis: SqlAnalysis, estimate: Estimate, edited: bool = False) -> SqlOutcome | None:
+        limit = self._estimates.max_rows
+        if not estimate.over(limit):
+            return None
+        scans = f", reading all of {', '.join(estimate.full_scans)}" if estimate.full_scans else ""
+        reason = (f"the database estimates it handles about {estimate.rows} rows{scans}, over the limit of "
+                  f"{limit} (DATAAGENT_SQL_MAX_ESTIMATED_ROWS); filter on an indexed column or aggregate first")
+        return SqlOutcome("refused", f"Refused: {reason}.", analysis.sql, reason, edited=edited)
 
     def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
         if analysis.refusal is not None:

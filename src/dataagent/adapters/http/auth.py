@@ -1,4 +1,5 @@
-"""API key authentication for REST routes (header `X-API-Key` or `Authorization: Bearer`)."""
+"""API key authentication for REST routes (header `X-API-Key` or `Authorization: Bearer`; the session stream
+also `?api_key=`, as an EventSource cannot set headers)."""
 
 
 from collections.abc import Mapping
@@ -6,7 +7,7 @@ from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.domain.errors import UnauthorizedError
@@ -14,6 +15,7 @@ from dataagent.domain.errors import UnauthorizedError
 # Declared in the OpenAPI document only (auto_error=False): the key is checked below, as before.
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (DATAAGENT_API_KEYS)")
 BEARER = HTTPBearer(auto_error=False, description="The same API key as a bearer token")
+API_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, description="The API key, for a browser EventSource")
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
@@ -38,6 +40,21 @@ async def require_principal(
 ) -> str:
     """The calling principal; 401 unauthorized without a valid key."""
     principal = authenticator.authenticate(presented_key(request.headers))
+    if principal is None:
+        raise UnauthorizedError()
+    return principal
+
+
+@inject
+async def require_principal_or_query_key(
+    request: Request,
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    _query: Annotated[str | None, Security(API_KEY_QUERY)] = None,
+) -> str:
+    """Like `require_principal`, with `?api_key=` too (GET /sessions/{id}/stream: a browser EventSource)."""
+    principal = authenticator.authenticate(presented_key(request.headers, request.query_params))
     if principal is None:
         raise UnauthorizedError()
     return principal

@@ -7,7 +7,7 @@ from dependency_injector.wiring import inject
 from fastapi import APIRouter, Body
 
 from dataagent.adapters.http.deps import Chat, OwnedSessionId, Principal, Slots
-from dataagent.adapters.http.inputs import EdgeRoute
+from dataagent.adapters.http.inputs import EdgeRoute, SafeJSONResponse
 from dataagent.adapters.http.schemas import (
     CancelRequest,
     CancelResponse,
@@ -15,6 +15,7 @@ from dataagent.adapters.http.schemas import (
     ChatResponse,
     ErrorBody,
     HitlRequest,
+    RunAccepted,
     event_dict,
 )
 from dataagent.application.chat import RunOutcome
@@ -32,15 +33,20 @@ def _response(outcome: RunOutcome) -> ChatResponse:
     )
 
 
-@router.post("/chat")
+@router.post("/chat", response_model=ChatResponse, responses={
+    202: {"model": RunAccepted, "description": "`wait: false`: the run started and goes on in the background"},
+})
 @inject
 async def chat(
     body: ChatRequest,
     principal: Principal,
     service: Chat,
     capacity: Slots,
-) -> ChatResponse:
-    """Ask a question and wait for the answer (or for the approval it needs)."""
+) -> ChatResponse | SafeJSONResponse:
+    """Ask a question and wait for the answer (or for the approval it needs); `wait: false` returns at once."""
+    if not body.wait:
+        run = await service.start(principal, body.message, body.session_id, body.metadata)
+        return SafeJSONResponse(RunAccepted(session_id=run.session_id, run_id=run.run_id).model_dump(), 202)
     with capacity.slot():
         return _response(await service.chat(principal, body.message, body.session_id, body.metadata))
 

@@ -5,27 +5,30 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends
 
-from dataagent.adapters.http.auth import require_principal
+from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.watch import SessionWatch
 
 Principal = Annotated[str, Depends(require_principal)]
+QueryPrincipal = Annotated[str, Depends(require_principal_or_query_key)]  # the key may be `?api_key=` too
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Sessions = Annotated[SessionService, Depends(Provide["session_service"])]
 Status = Annotated[StatusService, Depends(Provide["status_service"])]
 Slots = Annotated[Capacity, Depends(Provide["capacity"])]
+Watch = Annotated[SessionWatch, Depends(Provide["session_watch"])]
 
 
 @inject
 async def owned_session_id(
     session_id: str,
     principal: Principal,
-    chat: Annotated[ChatService, Depends(Provide["chat_service"])],
+    watch: Watch,
 ) -> str:
     """The path's session id, once it is known to be the caller's (404 before any body is validated)."""
-    await chat.owned_session(principal, session_id)
+    await watch.owned(principal, session_id)
     return session_id
 
 

@@ -34,8 +34,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "capacity_exceeded": 503,
     "store_unavailable": 503,
     "broker_unavailable": 503,
+    "data_source_unavailable": 503,
 }
-RETRY_AFTER_S = {"capacity_exceeded": "1", "store_unavailable": "5", "broker_unavailable": "5"}
+RETRY_AFTER_S = {
+    "capacity_exceeded": "1", "store_unavailable": "5", "broker_unavailable": "5", "data_source_unavailable": "5",
+}
 _HTTP_CODES = {
     400: "validation_error", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
 }

@@ -36,12 +36,19 @@ def event_dict(event: RunEvent) -> dict[str, Any]:
     }
 
 
-class ChatRequest(BaseModel):
+class StreamRequest(BaseModel):
+    """The question of POST /chat/stream (and of POST /chat, which adds `wait`)."""
+
     model_config = ConfigDict(extra="ignore")
 
     message: str = Field(min_length=1, pattern=r"\S", description="at least one non-whitespace character")
     session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     metadata: dict[str, Any] | None = None
+
+
+class ChatRequest(StreamRequest):
+    wait: bool = Field(default=True, description="false: answer 202 {session_id, run_id} at once and run in the "
+                                                  "background (follow it with GET /sessions/{session_id}/stream)")
 
 
 class CancelRequest(BaseModel):
@@ -85,6 +92,13 @@ class ChatResponse(BaseModel):
     content: str
     message_id: str | None
     events: list[dict[str, Any]]
+
+
+class RunAccepted(BaseModel):
+    """POST /chat with `wait: false`: the run started and goes on without the caller."""
+
+    session_id: str
+    run_id: str
 
 
 class CancelResponse(BaseModel):

@@ -10,12 +10,10 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, WebSocket
 
 from dataagent.adapters.http.auth import presented_key
+from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_UNAUTHORIZED
 from dataagent.application.auth import ApiKeyAuthenticator
 
 router = APIRouter()
-
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_BAD_SESSION = 4400
 
 
 @router.websocket("/ws/chat/{rest:path}")

@@ -13,7 +13,7 @@ from typing import Any
 from dataagent.application.ports import ControlHandler, FinalEvent, OrphanHandler, RunControl
 from dataagent.application.streams import Subscription
 from dataagent.domain.errors import SessionNotFoundError
-from dataagent.domain.events import EventType, RunEvent
+from dataagent.domain.events import EventType, RunEvent, text_delta
 
 SWEEP_INTERVAL_S = 30.0
 
@@ -37,7 +37,7 @@ def _unhold(session_id: str, item: _Held) -> RunEvent:
     if isinstance(item, RunEvent):
         return item
     seq, run_id, timestamp, content = item
-    return RunEvent("text", {"content": content, "is_final": False}, session_id, run_id, seq, timestamp)
+    return RunEvent("text", text_delta(content), session_id, run_id, seq, timestamp)
 
 
 def _seq_of(item: _Held) -> int:
@@ -80,7 +80,7 @@ class InMemoryRunBroker:
         seq = channel.seq = channel.seq + 1
         now = datetime.now(UTC)
         event = RunEvent(event_type, data, session_id, run_id, seq, now)
-        if event_type == "text" and len(data) == 2 and data.get("is_final") is False:  # a delta: see _HeldText
+        if event_type == "text" and len(data) == 2 and data.get("is_final") is False:  # is_text_delta(), inline
             channel.held.append((seq, run_id, now, data["content"]))
         else:  # per-token work kept to the minimum; a run's start and end touch the channel
             channel.held.append(event)

@@ -29,7 +29,6 @@ from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
 from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import (
-    MessageNotFoundError,
     PayloadTooLargeError,
     SessionNotFoundError,
     StoreUnavailableError,
@@ -51,11 +50,23 @@ def _touch(at: datetime) -> Any:
 
 
 class MySqlSessionRepository:
-    def __init__(self, url: str | URL, options: EngineOptions | None = None, *, where: str = "MySQL") -> None:
-        self._engine = build_engine(url, options or EngineOptions())
-        self._appender = Appender(self._engine)
+    """On an engine it is given (entrypoints/container.py builds it, and disposes it after `close`)."""
+
+    def __init__(self, engine: AsyncEngine, *, where: str = "MySQL") -> None:
+        self._engine = engine
+        self._appender = Appender(engine)
         self._where = where
+        self._owns_engine = False
         self.server: ServerInfo | None = None
+
+    @classmethod
+    def from_url(
+        cls, url: str | URL, options: EngineOptions | None = None, *, where: str = "MySQL"
+    ) -> MySqlSessionRepository:
+        """On an engine of its own for `url`, which `close` disposes (for scripts, tests and library users)."""
+        repository = cls(build_engine(url, options or EngineOptions()), where=where)
+        repository._owns_engine = True
+        return repository
 
     @property
     def engine(self) -> AsyncEngine:
@@ -74,7 +85,7 @@ class MySqlSessionRepository:
 
     async def get_or_create_session(self, session: Session) -> tuple[Session, bool]:
         async def work(conn: AsyncConnection, attempt: int) -> tuple[Session, bool]:
-            stored = await self._session(conn, session.session_id)
+            stored = await rows.read_session(conn, session.session_id)
             if stored is not None:
                 return stored, False
             try:
@@ -82,7 +93,7 @@ class MySqlSessionRepository:
             except sa_exc.IntegrityError as exc:
                 if error_code(exc) != DUPLICATE_KEY:
                     raise
-                stored = await self._session(conn, session.session_id)  # another worker created it first
+                stored = await rows.read_session(conn, session.session_id)  # another worker created it first
                 if stored is None:  # ... and it is already gone again (expired or deleted)
                     raise StoreUnavailableError("The session changed while it was created; try again") from exc
                 return stored, False
@@ -92,7 +103,7 @@ class MySqlSessionRepository:
 
     async def get_session(self, session_id: str) -> Session | None:
         async def work(conn: AsyncConnection, attempt: int) -> Session | None:
-            return await self._session(conn, session_id)
+            return await rows.read_session(conn, session_id)
 
         return await transaction(self._engine, work, "get_session")
 
@@ -187,7 +198,7 @@ class MySqlSessionRepository:
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:
         async def work(conn: AsyncConnection, attempt: int) -> Message | None:
-            return await self._message(conn, session_id, message_id)
+            return await rows.read_message(conn, session_id, message_id)
 
         return await transaction(self._engine, work, "get_message")
 
@@ -197,10 +208,11 @@ class MySqlSessionRepository:
             if count is None:
                 raise SessionNotFoundError()
             if query.before is not None:
-                end = await self._position(conn, session_id, query.before)
+                end = await rows.message_position(conn, session_id, query.before)
                 start = max(0, end - query.limit)
             else:
-                start = query.offset if query.after is None else await self._position(conn, session_id, query.after) + 1
+                after = query.after
+                start = query.offset if after is None else await rows.message_position(conn, session_id, after) + 1
                 end = start + query.limit
             page = [rows.message_from(r) for r in await conn.execute(
                 select(messages).where(messages.c.session_id == session_id,
@@ -270,29 +282,7 @@ class MySqlSessionRepository:
             raise StoreUnavailableError(f"The session store is unavailable ({describe(exc)})") from exc
 
     async def close(self) -> None:
+        """Flush the appends in progress; the engine too if it is this repository's own (`from_url`)."""
         await self._appender.close()
-        await self._engine.dispose()
-
-    # -- reads shared by the methods above ----------------------------------------------------------
-
-    @staticmethod
-    async def _session(conn: AsyncConnection, session_id: str) -> Session | None:
-        row = (await conn.execute(select(sessions).where(sessions.c.session_id == session_id))).first()
-        return rows.session_from(row) if row is not None else None
-
-    @staticmethod
-    async def _message(conn: AsyncConnection, session_id: str, message_id: str) -> Message | None:
-        row = (await conn.execute(
-            select(messages).where(messages.c.session_id == session_id, messages.c.message_id == message_id)
-        )).first()
-        return rows.message_from(row) if row is not None else None
-
-    @staticmethod
-    async def _position(conn: AsyncConnection, session_id: str, message_id: str) -> int:
-        position = await conn.scalar(
-            select(messages.c.position).where(messages.c.session_id == session_id, messages.c.message_id == message_id)
-        )
-        if position is None:
-            raise MessageNotFoundError(details={"message_id": message_id})
-        return int(position)
-
+        if self._owns_engine:
+            await self._engine.dispose()

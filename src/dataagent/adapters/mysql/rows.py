@@ -1,4 +1,5 @@
-"""Rows <-> domain objects. Nothing outside this package ever sees a row."""
+"""Rows <-> domain objects, and the reads the repository's methods share. Nothing outside this package ever
+sees a row."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dataagent.adapters.mysql.tables import json_text, utc_naive
+from dataagent.adapters.mysql.tables import json_text, messages, sessions, utc_naive
 from dataagent.domain.approvals import ApprovalAction, ApprovalRequest, Decision, InterruptRecord
-from dataagent.domain.errors import InvalidInputError
+from dataagent.domain.errors import InvalidInputError, MessageNotFoundError
 from dataagent.domain.models import Message, Role, Session
 
 # MySQL escapes these bytes in a string literal, doubling them on the wire
@@ -127,3 +129,24 @@ def copy_session(session: Session) -> Session:
 def decision_json(decision: Decision) -> Any:
     """The decision as the JSON column gives it back."""
     return json.loads(json.dumps(decision.as_dict(), default=str))
+
+
+async def read_session(conn: AsyncConnection, session_id: str) -> Session | None:
+    row = (await conn.execute(select(sessions).where(sessions.c.session_id == session_id))).first()
+    return session_from(row) if row is not None else None
+
+
+async def read_message(conn: AsyncConnection, session_id: str, message_id: str) -> Message | None:
+    row = (await conn.execute(
+        select(messages).where(messages.c.session_id == session_id, messages.c.message_id == message_id)
+    )).first()
+    return message_from(row) if row is not None else None
+
+
+async def message_position(conn: AsyncConnection, session_id: str, message_id: str) -> int:
+    position = await conn.scalar(
+        select(messages.c.position).where(messages.c.session_id == session_id, messages.c.message_id == message_id)
+    )
+    if position is None:
+        raise MessageNotFoundError(details={"message_id": message_id})
+    return int(position)

@@ -15,7 +15,9 @@ from dataagent.adapters.agents.llm.history import ChatMessage, history_messages
 from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, system_prompt
 from dataagent.adapters.agents.llm.tools import DataTools
 from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
-from dataagent.adapters.agents.sql_step import SqlStep
+from dataagent.adapters.agents.sql.context import prompt_context
+from dataagent.adapters.agents.sql.semantic import SemanticLayer
+from dataagent.adapters.agents.sql_step import EstimateRules, SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.errors import AgentFailedError
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested, ToolCompleted, UsageReported
@@ -37,15 +39,18 @@ class OpenAiEngine:
         hitl_policy: str = "always",
         client: openai.AsyncOpenAI | None = None,
         data_policy: DataPolicy | None = None,
+        *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
     ) -> None:
         self.config = config
         self._db = database
+        self._semantic = semantic or SemanticLayer()
         self._client = client or openai.AsyncOpenAI(
             api_key=config.api_key or NO_KEY, base_url=config.base_url, timeout=config.timeout_s, max_retries=0,
         )
         self._completions = Completions(self._client, config)
         place = f"the {dialect_name(database.dialect)} database"
-        self._tools = DataTools(SqlStep(database, hitl_policy, place=place, data_policy=data_policy))
+        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates)
+        self._tools = DataTools(step, self._semantic)
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         return self._run(ctx)
@@ -99,12 +104,14 @@ class OpenAiEngine:
 
     async def _opening_messages(self, ctx: RunContext) -> list[ChatMessage]:
         db = self._db
+        # the business context takes at most half the history budget; the earlier turns get the rest
+        context = prompt_context(self._tools.semantic(ctx.principal), self.config.history_chars // 2)
         messages: list[ChatMessage] = [
-            {"role": "system", "content": system_prompt(db.dialect, db.read_only, db.max_rows)},
+            {"role": "system", "content": system_prompt(db.dialect, db.read_only, db.max_rows, context)},
         ]
         if self.config.history_messages > 0:
             stored = await ctx.load_history(self.config.history_messages)
-            messages += history_messages(stored, self.config.history_chars)
+            messages += history_messages(stored, self.config.history_chars - len(context))
         messages.append({"role": "user", "content": ctx.question})
         return messages
 

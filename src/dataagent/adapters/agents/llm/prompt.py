@@ -79,8 +79,9 @@ def dialect_name(dialect: str) -> str:
     return _DIALECT_NAMES.get(dialect, dialect)
 
 
-def system_prompt(dialect: str, read_only: bool, max_rows: int) -> str:
-    """The system message: the role, the tools, the SQL dialect and the rules of the data source."""
+def system_prompt(dialect: str, read_only: bool, max_rows: int, context: str = "") -> str:
+    """The system message: the role, the tools, the SQL dialect, the rules of the data source and the business
+    context (the semantic file's text, already bounded)."""
     name = dialect_name(dialect)
     access = (
         "The database is read-only: write a single SELECT (or WITH ... SELECT) per call; anything else is "
@@ -99,4 +100,5 @@ def system_prompt(dialect: str, read_only: bool, max_rows: int) -> str:
         "another way or answer without it. Do not repeat a rejected statement.",
         "Answer in the user's language, briefly, with the figures from the results; say when a result was "
         "truncated. Never invent data.",
+        *([context] if context else []),
     ])

@@ -10,6 +10,9 @@ from typing import Any
 from dataagent.adapters.agents.llm.completion import ToolCallDraft
 from dataagent.adapters.agents.llm.prompt import DESCRIBE_TABLE, LIST_TABLES, PROPOSE_CHART, RUN_SQL
 from dataagent.adapters.agents.sql import QueryResult, SqlAnalysis, SqlToolError
+from dataagent.adapters.agents.sql.context import column_note, table_notes
+from dataagent.adapters.agents.sql.scope import visible_semantic
+from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
 from dataagent.domain.chart_proposals import ChartProposalError, chart_from_proposal, describe
@@ -42,9 +45,14 @@ class ToolOutcome:
 class DataTools:
     """Checks and runs the model's tool calls against one database."""
 
-    def __init__(self, step: SqlStep) -> None:
+    def __init__(self, step: SqlStep, semantic: SemanticLayer | None = None) -> None:
         self._step = step
         self._scope = step.scope
+        self._semantic = semantic or SemanticLayer()
+
+    def semantic(self, principal: str | None) -> SemanticLayer:
+        """The semantic file's words about what the principal's data policy lets it see."""
+        return visible_semantic(self._semantic, self._scope.entry(principal))
 
     async def prepare(self, draft: ToolCallDraft, principal: str | None = None) -> PreparedCall:
         try:
@@ -79,7 +87,8 @@ class DataTools:
             if call.name == LIST_TABLES:
                 return _tables_outcome(await self._scope.list_tables(ctx.principal))
             if call.name == DESCRIBE_TABLE:
-                return _described_outcome(await self._scope.describe_table(call.args["table"], ctx.principal))
+                described = await self._scope.describe_table(call.args["table"], ctx.principal)
+                return _described_outcome(described, self.semantic(ctx.principal))
         except SqlToolError as exc:
             return ToolOutcome(f"Error: {exc}", "error")
         assert call.analysis is not None
@@ -105,13 +114,16 @@ def _tables_outcome(names: list[str]) -> ToolOutcome:
     return ToolOutcome("Tables: " + ", ".join(names) if names else "The database has no tables.")
 
 
-def _described_outcome(described: dict[str, Any]) -> ToolOutcome:
+def _described_outcome(described: dict[str, Any], semantic: SemanticLayer) -> ToolOutcome:
+    table = described["table"]
     columns = [
-        f"- {c['name']} {c['type']}" + ("" if c["nullable"] else " NOT NULL") for c in described["columns"]
+        f"- {c['name']} {c['type']}" + ("" if c["nullable"] else " NOT NULL") + column_note(semantic, table, c["name"])
+        for c in described["columns"]
     ]
     names = [c["name"] for c in described["columns"]]
     sample = QueryResult(names, described["sample_rows"], len(described["sample_rows"]), False)
-    text = "\n".join([f"Table {described['table']}, columns:", *columns, "Sample rows:", sample.as_text(2000)])
+    notes = table_notes(semantic, table)  # the semantic file's words (DATAAGENT_SEMANTIC_FILE)
+    text = "\n".join([f"Table {table}, columns:", *columns, *notes, "Sample rows:", sample.as_text(2000)])
     return ToolOutcome(text)
 
 

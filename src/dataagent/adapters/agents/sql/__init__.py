@@ -21,6 +21,7 @@ from dataagent.adapters.agents.sql.errors import (
     SqlToolError,
     SqlUnknownTableError,
 )
+from dataagent.adapters.agents.sql.estimate import Estimate
 from dataagent.adapters.agents.sql.policy import (
     DataPolicy,
     DataPolicyError,
@@ -34,6 +35,7 @@ HITL_POLICIES: tuple[str, ...] = ("always", "writes", "never")
 
 __all__ = [
     "DEMO_ROW_COUNTS",
+    "Estimate",
     "HITL_POLICIES",
     "DataPolicy",
     "DataPolicyError",

@@ -29,6 +29,7 @@ from dataagent.adapters.agents.sql.errors import (
     SqlTimeoutError,
     SqlUnknownTableError,
 )
+from dataagent.adapters.agents.sql.estimate import Estimate, estimate_cost
 from dataagent.adapters.agents.sql.fetch import ResultLimits, close_result, drop_connection, fetch_bounded
 from dataagent.adapters.agents.sql.results import QueryResult
 
@@ -152,6 +153,18 @@ class SqlDatabase:
 
         return await self._run(work)
 
+    async def estimate(self, analysis: SqlAnalysis, timeout_s: float = 2.0) -> Estimate:
+        """The planner's estimate (EXPLAIN, estimate.py) of the statement as it will run (a data policy's
+        rewrite), on a read-only connection; unavailable, never raising, when EXPLAIN fails or takes over
+        `timeout_s`."""
+        sql = analysis.executed_sql or analysis.sql
+        return await estimate_cost(
+            lambda work: self._run(work, timeout_s), self.dialect, sql, analysis.statement_type)
+
+    async def inspect(self, reader: Callable[[Connection], T]) -> T:
+        """Run `reader` (SQLAlchemy inspection on a sync connection) within the timeout."""
+        return await self._run(lambda conn, _: conn.run_sync(reader))
+
     async def _execute(self, sql: str) -> QueryResult:
         """Run `sql` without the parser's check; the database-level read-only guard still applies."""
         return await self._run(
@@ -179,10 +192,11 @@ class SqlDatabase:
         if self._killer is not None:
             await self._killer.dispose()
 
-    async def _run(self, work: Work[T]) -> T:
+    async def _run(self, work: Work[T], timeout_s: float | None = None) -> T:
         """Run `work` on a prepared connection within the timeout; wrap driver errors."""
+        timeout_s = timeout_s or self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s), self._engine.connect() as conn:
+            async with asyncio.timeout(timeout_s), self._engine.connect() as conn:
                 prepared = await prepare(conn, self.read_only, self._kill)
                 if prepared.sql_mode is not None:
                     self._sql_mode = prepared.sql_mode
@@ -191,7 +205,7 @@ class SqlDatabase:
                     await conn.commit()
                 return result
         except TimeoutError as exc:
-            message = f"The query was stopped after the {self.timeout_s:g} s time limit."
+            message = f"The query was stopped after the {timeout_s:g} s time limit."
             raise SqlTimeoutError(message) from exc
         except DBAPIError as exc:
             raise SqlExecutionError(_driver_message(exc, self.limits.max_bytes)) from exc

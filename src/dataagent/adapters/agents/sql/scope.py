@@ -18,9 +18,29 @@ from dataagent.adapters.agents.sql.database import SqlDatabase
 from dataagent.adapters.agents.sql.enforce import PolicyRefusal, Schema, enforce
 from dataagent.adapters.agents.sql.errors import SqlRefusedError, SqlToolError
 from dataagent.adapters.agents.sql.policy import DataPolicy, PolicyEntry
+from dataagent.adapters.agents.sql.semantic import SemanticLayer
 
 SCHEMA_TTL_S = 60.0
 SAMPLE_ROWS = 3
+
+
+def visible_semantic(layer: SemanticLayer, entry: PolicyEntry | None) -> SemanticLayer:
+    """The semantic file narrowed to the tables, columns and joins `entry` allows (all of it without an entry)."""
+    if entry is None:
+        return layer
+    tables = {}
+    for name, table in layer.tables.items():
+        if (rule := entry.rule(name)) is not None:
+            columns = tuple(c for c in table.columns if rule.allows_column(c.name))
+            tables[name] = table.model_copy(update={"columns": columns})
+    joins = tuple(r for r in layer.relationships if _allowed(entry, r.from_) and _allowed(entry, r.to))
+    return layer.model_copy(update={"tables": tables, "relationships": joins})
+
+
+def _allowed(entry: PolicyEntry, ref: str) -> bool:
+    table, column = ref.split(".")
+    rule = entry.rule(table)
+    return rule is not None and rule.allows_column(column)
 
 
 class PolicyScope:

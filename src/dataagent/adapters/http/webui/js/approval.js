@@ -30,6 +30,7 @@ export function approvalCard(data, decide) {
     typeof args.read_only === 'boolean'
       ? el('span', { class: `badge ${args.read_only ? 'read-only' : 'writes'}`, text: t(args.read_only ? 'readOnly' : 'writes') }) : null,
     Array.isArray(args.tables) ? el('span', { class: 'tables', text: `${t('tables')}: ${args.tables.join(', ') || t('none')}` }) : null,
+    estimateNode(args.estimate),
     expires);
   const written = typeof args.sql === 'string' ? sqlNode(args.sql) : el('pre', { class: 'json', text: JSON.stringify(args, null, 2) });
   const body = typeof args.executed_sql === 'string' ? policyBody(args, written) : written;
@@ -83,6 +84,19 @@ function policyBody(args, written) {
     el('p', { class: 'sql-label', text: t('asWritten') }), written,
     el('p', { class: 'sql-label', text: t('asRun', args.policy || '') }),
     el('div', { class: 'executed-sql' }, sqlNode(args.executed_sql)));
+}
+
+// The database planner's estimate (`args.estimate`, PROTOCOL.md): rows and full scans, or why there is none.
+function estimateNode(estimate) {
+  if (!estimate || typeof estimate !== 'object') return null;
+  if (estimate.available !== true) {
+    return el('span', { class: 'estimate unavailable', text: t('estimateUnavailable', String(estimate.reason || '')) });
+  }
+  const parts = [Number.isFinite(estimate.rows) ? t('aboutRows', estimate.rows) : t('rowsUnknown')];
+  const scans = Array.isArray(estimate.full_scans) ? estimate.full_scans.map(String) : [];
+  if (scans.length) parts.push(t('fullScan', scans.join(', ')));
+  return el('span', { class: `estimate${scans.length ? ' full-scan' : ''}`, title: String(estimate.source || ''),
+    text: `${t('estimate')}: ${parts.join(' · ')}` });
 }
 
 function editedArgs(args, text) {

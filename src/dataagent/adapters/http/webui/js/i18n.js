@@ -19,6 +19,9 @@ const STRINGS = {
     copied: 'Copied', chart: 'Chart', showChart: 'Show chart', hideChart: 'Hide chart', arguments: 'Arguments', result: 'Result',
     toolCall: (n) => `Tool call: ${n}`, sortBy: (c) => `Sort by ${c}`, olderLoading: 'Loading older messages…',
     sessionGone: 'This session does not exist (any more).', error: 'Error',
+    estimate: 'Estimate', aboutRows: (n) => `about ${n.toLocaleString('en-US')} row${n === 1 ? '' : 's'}`,
+    rowsUnknown: 'rows not estimated', fullScan: (tables) => `full scan of ${tables}`,
+    estimateUnavailable: (why) => `Estimate unavailable${why ? `: ${why}` : ''}`,
   },
   'zh-CN': {
     language: '语言', sessions: '会话', newChat: '新对话', conversation: '对话', question: '你的问题',
@@ -36,6 +39,8 @@ const STRINGS = {
     copyCsv: '复制 CSV', downloadCsv: '下载 CSV', copied: '已复制', chart: '图表', showChart: '显示图表', hideChart: '隐藏图表',
     arguments: '参数', result: '结果', toolCall: (n) => `工具调用：${n}`, sortBy: (c) => `按 ${c} 排序`,
     olderLoading: '正在加载更早的消息…', sessionGone: '此会话不存在（或已删除）。', error: '错误',
+    estimate: '估算', aboutRows: (n) => `约 ${n.toLocaleString('zh-CN')} 行`, rowsUnknown: '行数未估算',
+    fullScan: (tables) => `全表扫描：${tables}`, estimateUnavailable: (why) => `无法估算${why ? `：${why}` : ''}`,
   },
 };
 const STORE = 'dataagent.lang';

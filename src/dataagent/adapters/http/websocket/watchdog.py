@@ -15,7 +15,7 @@ class _Timeouts(Protocol):
 
 
 class Watched(Protocol):
-    """What the watchdog needs of a socket (websocket._Connection)."""
+    """What the watchdog needs of a socket (websocket.connection.Connection)."""
 
     @property
     def sid(self) -> str: ...

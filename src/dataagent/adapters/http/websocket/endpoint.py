@@ -1,0 +1,53 @@
+"""WebSocket /ws/chat/{session_id}: the route; accepts, authenticates, checks the id, takes a capacity slot.
+
+A run belongs to the run manager, not to the socket (see connection.py for the socket itself).
+"""
+
+from typing import Annotated
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, WebSocket
+
+from dataagent.adapters.http.auth import presented_key
+from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
+from dataagent.adapters.http.websocket.connection import Connection, SocketSettings
+from dataagent.adapters.http.websocket.watchdog import SendWatchdog
+from dataagent.application.auth import ApiKeyAuthenticator
+from dataagent.application.capacity import Capacity
+from dataagent.application.chat import ChatService
+from dataagent.application.watch import SessionWatch
+from dataagent.domain.models import SESSION_ID_PATTERN
+
+router = APIRouter()
+
+
+@router.websocket("/ws/chat/{session_id}")
+@inject
+async def chat_socket(
+    websocket: WebSocket,
+    session_id: str,
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    capacity: Annotated[Capacity, Depends(Provide["capacity"])],
+    chat: Annotated[ChatService, Depends(Provide["chat_service"])],
+    watch: Annotated[SessionWatch, Depends(Provide["session_watch"])],
+    settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
+    watchdog: Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])],
+) -> None:
+    await websocket.accept()
+    principal = authenticator.authenticate(presented_key(websocket.headers, websocket.query_params))
+    if principal is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid API key is required")
+        return
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        await websocket.close(CLOSE_BAD_SESSION, "session_id must be 1..64 characters of [A-Za-z0-9_-]")
+        return
+    if not capacity.try_acquire():
+        await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
+        return
+    connection = Connection(websocket, principal, session_id, chat, watch, capacity, settings, watchdog)
+    try:
+        await connection.serve()
+    finally:
+        connection.release_slot()
+        if connection.subscription is not None:
+            connection.subscription.close()
