@@ -111,6 +111,21 @@ def test_a_bad_setting_exits_non_zero_at_once_with_one_line_naming_the_variable(
     assert not port_is_open(port)
 
 
+def test_a_bad_data_policy_file_stops_start_up_with_one_line_naming_the_place(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  alice:\n    tables:\n      orders: {rows: \"region = (\"}\n")
+    port = free_port()
+    args = cli_command() + ["--host", "127.0.0.1", "--port", str(port)]
+    with running(args, child_env(DATA_POLICY=str(policy)), port) as server:
+        assert exit_code(server, timeout=10) != 0
+    output = server.text()
+    naming = [line for line in output.splitlines() if "DATAAGENT_DATA_POLICY" in line]
+    assert len(naming) == 1, output
+    assert naming[0].startswith(f"dataagent-server: DATAAGENT_DATA_POLICY={policy}: line 4, "
+                                "policies.alice.tables.orders.rows: not a SQL condition")
+    assert "Traceback" not in output and not port_is_open(port)
+
+
 @pytest.mark.parametrize("how", ["env", "flag"])
 def test_several_workers_with_the_memory_store_refuse_to_start_and_say_why(how: str) -> None:
     port = free_port()

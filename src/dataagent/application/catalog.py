@@ -47,8 +47,8 @@ class SchemaInfo:
 
 
 class SchemaCatalog(Protocol):
-    async def describe(self) -> SchemaInfo:
-        """The database's tables and columns (names, types) with the semantic file's words for them."""
+    async def describe(self, principal: str | None = None) -> SchemaInfo:
+        """The tables and columns (names, types) `principal` may see, with the semantic file's words for them."""
         ...
 
     async def close(self) -> None:

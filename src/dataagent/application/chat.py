@@ -115,7 +115,8 @@ class ChatService:
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
         session = await self.open_session(principal, session_id, question)
-        return await self._runs.start_run(session.session_id, question, extra, self._bounds.max_session_bytes)
+        return await self._runs.start_run(
+            session.session_id, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
@@ -139,7 +140,8 @@ class ChatService:
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
         try:
-            run = await self._runs.start_run(sid, question, extra, self._bounds.max_session_bytes)
+            run = await self._runs.start_run(
+                sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
         except BaseException:
             subscription.close()
             raise

@@ -120,6 +120,7 @@ class RunContext:
     request_approval: Callable[[ApprovalAction], Awaitable[Decision]]
     load_history: Callable[[int], Awaitable[list[Message]]]
     extra: dict[str, Any] = field(default_factory=dict)
+    principal: str | None = None  # the session owner (the API key's name); data policies apply to it
 
 
 class AgentEngine(Protocol):

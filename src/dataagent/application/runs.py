@@ -96,7 +96,8 @@ class RunManager:
         return live.run.content if live else None
 
     async def start_run(
-        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None
+        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None,
+        principal: str | None = None,
     ) -> ChatRun:
         """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
         SessionFullError if the question would take the session's stored bytes past `max_session_bytes`."""
@@ -124,7 +125,7 @@ class RunManager:
         ctx = RunContext(
             sid, run_id, question, dict(metadata),
             request_approval=partial(self._approvals.request, live),
-            load_history=partial(self._load_history, sid, run.user_message_id),
+            load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
         self._leases.ensure()

@@ -14,7 +14,14 @@ from sqlalchemy.engine import make_url
 from dataagent import __version__
 from dataagent.adapters.agents.demo import DemoEngine
 from dataagent.adapters.agents.llm import LlmConfig, OpenAiEngine
-from dataagent.adapters.agents.sql import SqlDatabase, build_demo_database, sqlite_url
+from dataagent.adapters.agents.sql import (
+    DataPolicy,
+    DataPolicyError,
+    SqlDatabase,
+    build_demo_database,
+    load_data_policy,
+    sqlite_url,
+)
 from dataagent.adapters.agents.sql.catalog import SqlSchemaCatalog
 from dataagent.adapters.agents.sql.semantic import SemanticFileError, SemanticLayer, load_semantic
 from dataagent.adapters.agents.sql_step import EstimateRules
@@ -66,8 +73,8 @@ def estimate_rules(settings: Settings) -> EstimateRules:
 
 
 def build_catalog(settings: Settings) -> SqlSchemaCatalog:
-    """What GET /api/v1/schema reads: the data source, with the semantic file's words."""
-    return SqlSchemaCatalog(build_data_source(settings), load_semantic_setting(settings))
+    """What GET /api/v1/schema reads: the data source, with the semantic file's words, under the data policy."""
+    return SqlSchemaCatalog(build_data_source(settings), load_semantic_setting(settings), data_policy(settings))
 
 
 def resolve_agent(settings: Settings) -> str:
@@ -89,15 +96,28 @@ def build_engine(settings: Settings) -> AgentEngine:
         return DemoEngine(
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
             database=build_data_source(settings), hitl_policy=settings.hitl_policy,
-            place="the demo database" if on_demo else "the database",
+            place="the demo database" if on_demo else "the database", data_policy=data_policy(settings),
             semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
         )
     if choice == "llm":
         return OpenAiEngine(
             llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy,
+            data_policy=data_policy(settings),
             semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
         )
     return _custom_engine(choice, settings)
+
+
+def data_policy(settings: Settings) -> DataPolicy | None:
+    """The policy file DATAAGENT_DATA_POLICY names, validated; EngineLoadError (one line) if it is wrong."""
+    if settings.data_policy is None:
+        return None
+    try:
+        policy = load_data_policy(settings.data_policy)
+    except DataPolicyError as exc:
+        raise EngineLoadError(f"DATAAGENT_DATA_POLICY={exc}") from None
+    log.info("DATAAGENT_DATA_POLICY=%s: entries %s", settings.data_policy, ", ".join(policy.entries) or "none")
+    return policy
 
 
 def llm_config(settings: Settings) -> LlmConfig:
@@ -133,6 +153,7 @@ def check_engine_settings(settings: Settings) -> None:
     data URL's driver is missing."""
     if settings.agent not in AGENT_KEYWORDS:
         load_factory(settings.agent)
+    data_policy(settings)
     load_semantic_setting(settings)
     if settings.data_url is not None:
         url = settings.data_url.get_secret_value()

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     sql_max_cell_bytes: int = Field(64 * 1024, ge=16)
     sql_read_only: bool = True
     data_url: SecretStr | None = None
+    data_policy: str | None = None  # a YAML file of data policies per principal (sql/policy.py)
     # Business context and cost estimates (issue 18): docs/SEMANTIC.md
     semantic_file: str | None = None
     sql_max_estimated_rows: int | None = Field(None, ge=1)
@@ -159,8 +160,8 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("llm_base_url", "llm_api_key", "data_url", "semantic_file", "sql_max_estimated_rows",
-                     mode="before")
+    @field_validator("llm_base_url", "llm_api_key", "data_url", "data_policy", "semantic_file",
+                     "sql_max_estimated_rows", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

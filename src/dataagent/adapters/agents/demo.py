@@ -13,7 +13,8 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from dataagent.adapters.agents.sql import SqlDatabase
+from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
+from dataagent.adapters.agents.sql.scope import visible_semantic
 from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import RUN_SQL, EstimateRules, SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
@@ -72,6 +73,7 @@ class DemoEngine:
         database: SqlDatabase | None = None,
         hitl_policy: str = "always",
         place: str = "the demo database",
+        data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
     ) -> None:
         self._chunks = max(1, chunks)
@@ -79,21 +81,24 @@ class DemoEngine:
         self._db = database
         # The demo asks approval for writes too (the database refuses them): it shows the whole flow.
         self._semantic = semantic
-        self._step = (
-            SqlStep(database, hitl_policy, place=place, screen_writes=False, estimates=estimates) if database else None
-        )
+        self._step = SqlStep(
+            database, hitl_policy, place=place, screen_writes=False, data_policy=data_policy, estimates=estimates,
+        ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
         if sql is None or self._db is None:
-            answer = demo_answer(ctx.question, self._semantic)
+            semantic = self._semantic
+            if semantic is not None and self._step is not None:  # only what the principal's policy lets it see
+                semantic = visible_semantic(semantic, self._step.scope.entry(ctx.principal))
+            answer = demo_answer(ctx.question, semantic)
             return self._say(answer, self._chunks)  # no extra generator hop per chunk
         return self._run_sql(ctx, sql)
 
     async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
         assert self._step is not None
         call_id = "call_" + uuid.uuid4().hex[:24]
-        analysis = await self._step.analyse(sql)
+        analysis = await self._step.analyse(sql, ctx.principal)
         yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())
         outcome = await self._step.run(ctx, analysis)
         yield outcome.tool_completed(call_id)

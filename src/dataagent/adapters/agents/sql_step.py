@@ -1,7 +1,7 @@
 """The `run_sql` step every engine shares: analyse, screen, ask for approval by policy, apply an edit, run.
 
-    step = SqlStep(database, policy="always")
-    analysis = await step.analyse(sql)
+    step = SqlStep(database, policy="always", data_policy=None, estimates=EstimateRules(max_rows=None))
+    analysis = await step.analyse(sql, ctx.principal)
     yield ToolCallRequested(call_id, "run_sql", analysis.as_args())
     outcome = await step.run(ctx, analysis)
     yield outcome.tool_completed(call_id)
@@ -20,6 +20,8 @@ from dataagent.adapters.agents.sql import (
     SqlToolError,
     needs_approval,
 )
+from dataagent.adapters.agents.sql.policy import DataPolicy
+from dataagent.adapters.agents.sql.scope import PolicyScope
 from dataagent.application.ports import RunContext
 from dataagent.domain.approvals import ApprovalAction, DecisionType
 from dataagent.domain.events import ToolCompleted
@@ -63,24 +65,28 @@ class SqlStep:
     forms and system schemas; see sql/guard.py) never reaches approval, whatever the settings. With
     `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
     before it reaches approval too; without it the approval is asked and the database refuses it (the demo
-    engine shows the whole approval flow that way). An edit is re-analysed and re-screened. Before approval
-    the planner's estimate (EXPLAIN, sql/estimate.py) joins the hitl args as `estimate`; a statement over
-    `estimates.max_rows` is refused before approval (and after an edit), with the reason as its result.
+    engine shows the whole approval flow that way). An edit is re-analysed and re-screened. Then the data
+    policy (DATAAGENT_DATA_POLICY, sql/scope.py) refuses the statement or rewrites it, before approval too.
+    Before approval the planner's estimate (EXPLAIN, sql/estimate.py) of the statement as it will run joins
+    the hitl args as `estimate`; a statement over `estimates.max_rows` is refused before approval (and after
+    an edit, which goes through the policy and the estimate again), with the reason as its result.
     """
 
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
-        screen_writes: bool = True, estimates: EstimateRules | None = None,
+        screen_writes: bool = True, data_policy: DataPolicy | None = None,
+        estimates: EstimateRules | None = None,
     ) -> None:
         self.database = database
+        self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
         self._screen = screen_writes
         self._estimates = estimates or EstimateRules()
 
-    async def analyse(self, sql: str) -> SqlAnalysis:
-        """The analysis in the server's quoting mode (MySQL: its sql_mode)."""
-        return await self.database.analyse(sql)
+    async def analyse(self, sql: str, principal: str | None = None) -> SqlAnalysis:
+        """The analysis in the server's quoting mode (MySQL: its sql_mode), then under the principal's policy."""
+        return await self.scope.apply(await self.database.analyse(sql), principal)
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
@@ -100,11 +106,11 @@ class SqlStep:
                 return SqlOutcome("rejected", f"The user rejected this statement: {reason}", analysis.sql, reason)
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
-                analysis, edited = await self.analyse(sql), True
+                analysis, edited = await self.analyse(sql, ctx.principal), True
                 if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
         try:
-            result = await self.database.run_query(analysis.sql, approved=analysis)
+            result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
         except SqlToolError as exc:
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
         return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)

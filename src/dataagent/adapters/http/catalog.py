@@ -76,5 +76,6 @@ class SchemaOut(BaseModel):
 @inject
 async def get_schema(principal: Principal, catalog: Catalog) -> SchemaOut:
     """The data source's tables and columns (types from the database), with the descriptions, synonyms and
-    example values of DATAAGENT_SEMANTIC_FILE, its joins and its business terms."""
-    return SchemaOut.from_domain(await catalog.describe())
+    example values of DATAAGENT_SEMANTIC_FILE, its joins and its business terms; under DATAAGENT_DATA_POLICY
+    only the tables and columns the caller's entry allows."""
+    return SchemaOut.from_domain(await catalog.describe(principal))

@@ -14,7 +14,7 @@ from dataagent.adapters.agents.llm.config import LlmConfig
 from dataagent.adapters.agents.llm.history import ChatMessage, history_messages
 from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, system_prompt
 from dataagent.adapters.agents.llm.tools import DataTools
-from dataagent.adapters.agents.sql import SqlDatabase
+from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql.context import prompt_context
 from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import EstimateRules, SqlStep
@@ -38,6 +38,7 @@ class OpenAiEngine:
         database: SqlDatabase,
         hitl_policy: str = "always",
         client: openai.AsyncOpenAI | None = None,
+        data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
     ) -> None:
         self.config = config
@@ -48,7 +49,8 @@ class OpenAiEngine:
         )
         self._completions = Completions(self._client, config)
         place = f"the {dialect_name(database.dialect)} database"
-        self._tools = DataTools(SqlStep(database, hitl_policy, place=place, estimates=estimates), self._semantic)
+        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates)
+        self._tools = DataTools(step, self._semantic)
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         return self._run(ctx)
@@ -80,7 +82,7 @@ class OpenAiEngine:
             _unique_ids(turn, seen_ids)
             messages.append(turn.assistant_message())
             for draft in turn.calls:
-                call = await self._tools.prepare(draft)
+                call = await self._tools.prepare(draft, ctx.principal)
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call, latest)
                 latest = outcome.table if outcome.table is not None else latest
@@ -103,7 +105,7 @@ class OpenAiEngine:
     async def _opening_messages(self, ctx: RunContext) -> list[ChatMessage]:
         db = self._db
         # the business context takes at most half the history budget; the earlier turns get the rest
-        context = prompt_context(self._semantic, self.config.history_chars // 2)
+        context = prompt_context(self._tools.semantic(ctx.principal), self.config.history_chars // 2)
         messages: list[ChatMessage] = [
             {"role": "system", "content": system_prompt(db.dialect, db.read_only, db.max_rows, context)},
         ]

@@ -11,6 +11,7 @@ from dataagent.adapters.agents.llm.completion import ToolCallDraft
 from dataagent.adapters.agents.llm.prompt import DESCRIBE_TABLE, LIST_TABLES, PROPOSE_CHART, RUN_SQL
 from dataagent.adapters.agents.sql import QueryResult, SqlAnalysis, SqlToolError
 from dataagent.adapters.agents.sql.context import column_note, table_notes
+from dataagent.adapters.agents.sql.scope import visible_semantic
 from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import SqlOutcome, SqlStep
 from dataagent.application.ports import RunContext
@@ -46,10 +47,14 @@ class DataTools:
 
     def __init__(self, step: SqlStep, semantic: SemanticLayer | None = None) -> None:
         self._step = step
-        self._db = step.database
+        self._scope = step.scope
         self._semantic = semantic or SemanticLayer()
 
-    async def prepare(self, draft: ToolCallDraft) -> PreparedCall:
+    def semantic(self, principal: str | None) -> SemanticLayer:
+        """The semantic file's words about what the principal's data policy lets it see."""
+        return visible_semantic(self._semantic, self._scope.entry(principal))
+
+    async def prepare(self, draft: ToolCallDraft, principal: str | None = None) -> PreparedCall:
         try:
             args = printable_value(json.loads(draft.arguments)) if draft.arguments.strip() else {}
         except (ValueError, RecursionError) as exc:
@@ -67,7 +72,7 @@ class DataTools:
             prepared = self._prepared_with_text(draft.id, draft.name, args, "sql")
             if prepared.problem:
                 return prepared
-            analysis = await self._step.analyse(args["sql"])
+            analysis = await self._step.analyse(args["sql"], principal)
             return PreparedCall(draft.id, draft.name, analysis.as_args(), analysis=analysis)
         return PreparedCall(draft.id, draft.name, args, f"There is no tool {draft.name!r}; the tools are {_KNOWN}.")
 
@@ -80,9 +85,10 @@ class DataTools:
             return _chart_outcome(call.args, latest)
         try:
             if call.name == LIST_TABLES:
-                return _tables_outcome(await self._db.list_tables())
+                return _tables_outcome(await self._scope.list_tables(ctx.principal))
             if call.name == DESCRIBE_TABLE:
-                return _described_outcome(await self._db.describe_table(call.args["table"]), self._semantic)
+                described = await self._scope.describe_table(call.args["table"], ctx.principal)
+                return _described_outcome(described, self.semantic(ctx.principal))
         except SqlToolError as exc:
             return ToolOutcome(f"Error: {exc}", "error")
         assert call.analysis is not None

@@ -13,6 +13,7 @@ from dataagent.adapters.agents.sql.analysis import (
 )
 from dataagent.adapters.agents.sql.database import SqlDatabase, sqlite_url
 from dataagent.adapters.agents.sql.demo import DEMO_ROW_COUNTS, build_demo_database
+from dataagent.adapters.agents.sql.enforce import PolicyRefusal, Schema, enforce
 from dataagent.adapters.agents.sql.errors import (
     SqlExecutionError,
     SqlRefusedError,
@@ -21,6 +22,13 @@ from dataagent.adapters.agents.sql.errors import (
     SqlUnknownTableError,
 )
 from dataagent.adapters.agents.sql.estimate import Estimate
+from dataagent.adapters.agents.sql.policy import (
+    DataPolicy,
+    DataPolicyError,
+    PolicyEntry,
+    TableRule,
+    load_data_policy,
+)
 from dataagent.adapters.agents.sql.results import QueryResult, json_safe
 
 HITL_POLICIES: tuple[str, ...] = ("always", "writes", "never")
@@ -29,6 +37,12 @@ __all__ = [
     "DEMO_ROW_COUNTS",
     "Estimate",
     "HITL_POLICIES",
+    "DataPolicy",
+    "DataPolicyError",
+    "PolicyEntry",
+    "PolicyRefusal",
+    "Schema",
+    "TableRule",
     "SIDE_EFFECT_FUNCTIONS",
     "QueryResult",
     "SqlAnalysis",
@@ -40,6 +54,8 @@ __all__ = [
     "SqlUnknownTableError",
     "analyze_sql",
     "build_demo_database",
+    "enforce",
+    "load_data_policy",
     "json_safe",
     "needs_approval",
     "sqlite_url",

@@ -74,7 +74,8 @@ _TYPE_NAMES: dict[type[exp.Expr], str] = {
 class SqlAnalysis:
     """What a SQL text does. `reason` says why it is not read-only (None when it is).
 
-    `refusal` (then also `reason`) says why it is refused outright, whatever the settings (see guard.py).
+    `refusal` (then also `reason`) says why it is refused outright, whatever the settings (see guard.py), or
+    by the data policy `policy` (scope.py), which else sets `executed_sql`.
     """
 
     sql: str
@@ -85,15 +86,20 @@ class SqlAnalysis:
     error: str | None = None
     reason: str | None = None
     refusal: str | None = None
+    executed_sql: str | None = None  # the statement as it will run under a data policy (scope.py)
+    policy: str | None = None  # the data policy entry that applies
 
     def as_args(self) -> dict[str, Any]:
         """The keys that go into an approval action's args."""
-        return {
+        args: dict[str, Any] = {
             "sql": self.sql,
             "statement_type": self.statement_type,
             "read_only": self.read_only,
             "tables": list(self.tables),
         }
+        if self.policy is not None:
+            args.update(policy=self.policy, executed_sql=self.executed_sql)
+        return args
 
 
 def analyze_sql(sql: str, dialect: DialectLike = None) -> SqlAnalysis:

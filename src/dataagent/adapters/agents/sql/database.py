@@ -100,6 +100,11 @@ class SqlDatabase:
                 log.warning("could not read the data connection's sql_mode", exc_info=True)
         return analyze_sql(sql, self._quoting())
 
+    @property
+    def quoting(self) -> DialectLike:
+        """The dialect to parse this database's SQL in (MySQL: in its last known sql_mode)."""
+        return self._quoting()
+
     def _quoting(self, sql_mode: str | None = None) -> DialectLike:
         return quoting_dialect(self.dialect, sql_mode if sql_mode is not None else self._sql_mode)
 
@@ -149,10 +154,12 @@ class SqlDatabase:
         return await self._run(work)
 
     async def estimate(self, analysis: SqlAnalysis, timeout_s: float = 2.0) -> Estimate:
-        """The planner's estimate (EXPLAIN, estimate.py) on a read-only connection; unavailable, never raising,
-        when EXPLAIN fails or takes over `timeout_s`."""
+        """The planner's estimate (EXPLAIN, estimate.py) of the statement as it will run (a data policy's
+        rewrite), on a read-only connection; unavailable, never raising, when EXPLAIN fails or takes over
+        `timeout_s`."""
+        sql = analysis.executed_sql or analysis.sql
         return await estimate_cost(
-            lambda work: self._run(work, timeout_s), self.dialect, analysis.sql, analysis.statement_type)
+            lambda work: self._run(work, timeout_s), self.dialect, sql, analysis.statement_type)
 
     async def inspect(self, reader: Callable[[Connection], T]) -> T:
         """Run `reader` (SQLAlchemy inspection on a sync connection) within the timeout."""

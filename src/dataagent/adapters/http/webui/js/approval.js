@@ -32,7 +32,8 @@ export function approvalCard(data, decide) {
     Array.isArray(args.tables) ? el('span', { class: 'tables', text: `${t('tables')}: ${args.tables.join(', ') || t('none')}` }) : null,
     estimateNode(args.estimate),
     expires);
-  const body = typeof args.sql === 'string' ? sqlNode(args.sql) : el('pre', { class: 'json', text: JSON.stringify(args, null, 2) });
+  const written = typeof args.sql === 'string' ? sqlNode(args.sql) : el('pre', { class: 'json', text: JSON.stringify(args, null, 2) });
+  const body = typeof args.executed_sql === 'string' ? policyBody(args, written) : written;
   const outcome = el('p', { class: 'outcome', role: 'status' });
   const reason = el('input', { type: 'text', class: 'reason', 'aria-label': t('reason'), placeholder: t('reason') });
   const editor = el('textarea', { class: 'edit-sql', 'aria-label': t('statement') });
@@ -75,6 +76,14 @@ export function approvalCard(data, decide) {
   };
   card.sentHere = () => outcome.textContent === t('sending');
   return card;
+}
+
+// Under a data policy: the statement as written, then as it will run (rewritten to the allowed columns and rows).
+function policyBody(args, written) {
+  return el('div', { class: 'policy-sql' },
+    el('p', { class: 'sql-label', text: t('asWritten') }), written,
+    el('p', { class: 'sql-label', text: t('asRun', args.policy || '') }),
+    el('div', { class: 'executed-sql' }, sqlNode(args.executed_sql)));
 }
 
 // The database planner's estimate (`args.estimate`, PROTOCOL.md): rows and full scans, or why there is none.
