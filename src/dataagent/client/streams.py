@@ -76,7 +76,7 @@ class WebSocketTransport:
         try:
             async with websockets.connect(
                 url, additional_headers=self._config.headers(), open_timeout=self._config.timeout, max_size=None,
-                logger=RedactingLogger(logging.getLogger("dataagent.client.websockets"), self._config.api_key),
+                logger=RedactingLogger(logging.getLogger("websockets.client"), self._config.api_key),
             ) as ws:
                 self._ws = ws
                 async for raw in ws:
