@@ -8,6 +8,7 @@
 """
 
 from dataagent.client.aclient import AsyncDataAgentClient
+from dataagent.client.bodies import ChatResult, Message, RunHandle, SessionInfo
 from dataagent.client.errors import (
     ApiError,
     BrokerUnavailable,
@@ -33,17 +34,13 @@ from dataagent.client.errors import (
     ValidationFailed,
 )
 from dataagent.client.models import (
-    ChatResult,
     ConnectedEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     HitlEvent,
     HitlResolvedEvent,
-    Message,
-    RunHandle,
     RunStartedEvent,
-    SessionInfo,
     Table,
     TextEvent,
     ToolCallEvent,

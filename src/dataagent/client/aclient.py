@@ -9,12 +9,9 @@ from typing import Any, Literal
 
 import httpx
 
-from dataagent.client.config import ClientConfig, Secret
-from dataagent.client.errors import from_response
-from dataagent.client.models import (
+from dataagent.client.bodies import (
     CancelResult,
     ChatResult,
-    Event,
     Health,
     Message,
     MessagePage,
@@ -22,6 +19,9 @@ from dataagent.client.models import (
     SessionInfo,
     SessionPage,
 )
+from dataagent.client.config import ClientConfig, Secret
+from dataagent.client.errors import from_response
+from dataagent.client.models import Event
 from dataagent.client.streams import Follow, SseTransport, WebSocketTransport
 
 TransportName = Literal["websocket", "sse"]

@@ -9,16 +9,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from dataagent.client.aclient import AsyncDataAgentClient, TransportName
-from dataagent.client.models import (
-    CancelResult,
-    ChatResult,
-    Event,
-    Health,
-    HitlEvent,
-    Message,
-    RunHandle,
-    SessionInfo,
-)
+from dataagent.client.bodies import CancelResult, ChatResult, Health, Message, RunHandle, SessionInfo
+from dataagent.client.models import Event, HitlEvent
 
 T = TypeVar("T")
 
