@@ -56,9 +56,7 @@ async def test_a_stream_cut_on_one_process_resumes_on_the_other_with_the_exact_s
         assert "".join(e.data.content for e in events if isinstance(e, TextEvent)) == stored
 
 
-# over "sse" (join on B's session stream, decision by REST on B) this hung in the first run: not yet understood,
-# see the branch's report; the WebSocket path is covered
-@pytest.mark.parametrize("transport", ["websocket"])
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
 async def test_an_approval_edited_through_the_other_process_runs_the_edited_sql(
     pair: tuple[ServerProcess, ServerProcess], transport: str
 ) -> None:
