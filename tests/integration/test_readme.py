@@ -59,3 +59,19 @@ def test_the_readme_library_example_runs() -> None:
     assert done.returncode == 0, done.stderr
     assert " hitl " in done.stdout and " tool_result " in done.stdout and " done " in done.stdout
     assert "('user', 'completed'), ('tool', 'success'), ('assistant', 'completed')" in done.stdout
+
+
+def test_the_readme_client_example_asks_approves_and_prints_the_table() -> None:
+    port = free_port()
+    server = spawn(cli_command() + ["--host", "127.0.0.1", "--port", str(port)],
+                   {"DATAAGENT_API_KEYS": "demo:demo-key-123"}, port)
+    try:
+        wait_healthy(server)
+        script = readme_block("client").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "SELECT country, COUNT(*) AS n FROM customers GROUP BY country"
+        assert lines[1] == "['country', 'n']" and len(lines) > 3 and lines[2].startswith("[")
+    finally:
+        server.stop()
