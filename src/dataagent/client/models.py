@@ -67,9 +67,40 @@ class ToolResultData(WireModel):
     data: ToolResultExtras | None = None
 
 
+class Estimate(WireModel):
+    """The planner's cost estimate of an SQL statement, made before asking for approval."""
+
+    available: bool
+    rows: int | None = None
+    full_scans: list[str] = []
+    source: str | None = None
+    reason: str | None = None
+
+
+class HitlArgs(WireModel):
+    """The action's arguments: for `run_sql`, the statement and what the server found out about it; any other
+    key a tool has is kept too (`args["key"]` reads any of them)."""
+
+    sql: str | None = None
+    statement_type: str | None = None
+    read_only: bool | None = None
+    tables: list[str] | None = None
+    estimate: Estimate | None = None
+    policy: str | None = None
+    executed_sql: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:
+            return extra[key]
+        if key in type(self).model_fields and getattr(self, key) is not None:
+            return getattr(self, key)
+        raise KeyError(key)
+
+
 class HitlAction(WireModel):
     name: str
-    args: dict[str, Any]
+    args: HitlArgs
     description: str
 
 
