@@ -11,6 +11,7 @@ from dataagent.application.streams import Subscription
 from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
 from dataagent.domain.events import AgentOutput, RunEvent
 from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
+from dataagent.domain.requests import QueuedRun, RequestRecord
 
 
 class Clock(Protocol):
@@ -99,6 +100,40 @@ class SessionRepository(Protocol):
 
     async def delete_idle_sessions(self, idle_before: datetime, limit: int) -> list[str]:
         """Delete up to `limit` sessions idle since before `idle_before` with no active run."""
+        ...
+
+    async def claim_request(self, record: RequestRecord) -> RequestRecord | None:
+        """Store the key if the principal holds no unexpired record of it (None: stored, this request goes
+        first); else the held record, unchanged. Concurrent claims of one key: exactly one stores it."""
+        ...
+
+    async def get_request(self, principal: str, key: str, now: datetime) -> RequestRecord | None:
+        """The principal's unexpired record of the key, or None."""
+        ...
+
+    async def settle_request(self, principal: str, key: str, outcome: dict[str, Any]) -> None:
+        """Record the outcome of the request that claimed the key."""
+        ...
+
+    async def release_request(self, principal: str, key: str) -> None:
+        """Forget the key (its first request failed before it had an outcome: a retry runs anew)."""
+        ...
+
+    async def delete_expired_requests(self, now: datetime, limit: int) -> int:
+        """Delete up to `limit` records expired at `now`; how many went."""
+        ...
+
+    async def enqueue_run(self, item: QueuedRun, max_queued: int | None, front: bool = False) -> int | None:
+        """Queue a question at the end (or, with `front`, the head) of its session's queue; its place (1 is
+        next), or None if `max_queued` are queued already. SessionNotFoundError if the session is gone."""
+        ...
+
+    async def next_queued_run(self, session_id: str) -> QueuedRun | None:
+        """The head of the session's queue, left in place."""
+        ...
+
+    async def take_queued_run(self, session_id: str, run_id: str) -> bool:
+        """Remove that question from the queue; True if this call removed it (deleting a session empties it)."""
         ...
 
     async def ping(self) -> None:
