@@ -76,10 +76,11 @@ class RequestStore:
 
     async def delete_expired_requests(self, now: datetime, limit: int) -> int:
         async def work(conn: AsyncConnection, attempt: int) -> int:
-            result = await conn.execute(
-                delete(request_keys).where(request_keys.c.expires_at <= now).limit(limit)
-            )
-            return int(result.rowcount)
+            expired = (await conn.execute(select(request_keys.c.principal, request_keys.c.request_key)
+                                          .where(request_keys.c.expires_at <= now).limit(limit))).all()
+            for principal, key in expired:
+                await conn.execute(delete(request_keys).where(_key(principal, key), request_keys.c.expires_at <= now))
+            return len(expired)
 
         return await transaction(self._engine, work, "delete_expired_requests")
 
