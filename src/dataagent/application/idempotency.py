@@ -19,7 +19,7 @@ from dataagent.application.chat import SYNC_BUFFER_EVENTS, ChatService, RunOutco
 from dataagent.application.ports import Clock, RunBroker, SessionRepository
 from dataagent.application.streams import Subscription
 from dataagent.domain.errors import IdempotencyKeyReusedError, StoreUnavailableError
-from dataagent.domain.events import RunEvent
+from dataagent.domain.events import EventType, RunEvent, done_payload
 from dataagent.domain.models import ChatRun, MessagePageQuery, Role
 from dataagent.domain.requests import RequestRecord, fingerprint, validate_key
 
@@ -81,7 +81,14 @@ class IdempotentChat:
         run = ChatRun(done["run_id"], done["session_id"], "", self._clock.now())
         if held:
             return run, held[0], True
-        return run, await self._broker.subscribe(run.session_id, 0, maxsize), False
+        subscription = await self._broker.subscribe(run.session_id, None, maxsize)  # from the active run's start
+        ended = await self._stored_end(run.session_id, run.run_id)
+        if ended is not None:  # it ended before: its `done` again, naming the stored answer
+            seq = await self._broker.last_seq(run.session_id)
+            subscription.put(RunEvent(EventType.DONE.value, done_payload(
+                run.run_id, ended.status, ended.message_id, None), run.session_id, run.run_id, seq,
+                self._clock.now()))
+        return run, subscription, False
 
     async def chat(
         self, principal: str, key: str | None, message: Any, session_id: str | None, metadata: Any,
@@ -112,7 +119,7 @@ class IdempotentChat:
             raise
         if not fresh:
             subscription.close()
-            subscription = await self._broker.subscribe(session_id, 0, SYNC_BUFFER_EVENTS)
+            subscription = await self._broker.subscribe(session_id, None, SYNC_BUFFER_EVENTS)
         return await self._wait(subscription, session_id, done["run_id"], done["interrupt_id"], joined=not fresh)
 
     async def cancel(self, principal: str, key: str | None, session_id: str, run_id: str | None) -> str:
@@ -173,7 +180,7 @@ class IdempotentChat:
         """The run's outcome: from the subscription while it runs (or is queued); a joined run that ended and
         whose events are no longer held, from the store."""
         try:
-            if joined and not self._holds_end(subscription, run_id):
+            if joined:
                 ended = await self._stored_end(session_id, run_id)
                 if ended is not None:
                     return ended
@@ -181,11 +188,6 @@ class IdempotentChat:
         finally:
             subscription.close()
         return await self._chat.outcome(events)
-
-    @staticmethod
-    def _holds_end(subscription: Subscription, run_id: str) -> bool:
-        return any(isinstance(e, RunEvent) and e.run_id == run_id and e.event_type == "done"
-                   for e in subscription.replayed)
 
     async def _stored_end(self, session_id: str, run_id: str) -> RunOutcome | None:
         """The run's stored answer if it has ended (not while it runs or waits in the queue)."""
