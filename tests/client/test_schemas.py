@@ -128,6 +128,12 @@ async def test_every_frame_a_real_server_sends_parses_into_a_client_model_with_n
             frames += await ws.until("resumed")
             await ws.send("cancel")
             frames += await ws.until("error")
+        async with ws_connect(srv, "schema-queue") as ws:  # a question queued behind one awaiting approval
+            await ws.send("chat", message=SQL)
+            frames += await ws.until("hitl")
+            await ws.send("chat", message="and then?", multitask_strategy="enqueue")
+            frames += await ws.until("queued")
+            await ws.send("cancel")
         seen += [wire.parse_event(frame) for frame in frames]
         for model in [*seen, await client.session("schema-ws"), await client.health()]:
             assert_no_unknown_keys(model)

@@ -9,6 +9,7 @@ import pytest
 from dataagent.application.ports import SessionRepository
 from dataagent.domain.errors import MessageNotFoundError, SessionNotFoundError
 from dataagent.domain.models import MessagePageQuery, Role, RunState
+from dataagent.domain.requests import QueuedRun, RequestRecord
 from tests.contract.helpers import T0, approval, at, history_ids, new_message, new_session, seeded
 
 UNICODE = "你好，世界 🌏🎉 «ÆØÅ» ∑ \U0001f9d1\u200d\U0001f4bb"
@@ -236,3 +237,39 @@ async def test_times_in_another_zone_are_stored_as_the_same_instant(repo: Sessio
     session, message = await repo.get_session("tz"), await repo.get_message("tz", "m")
     assert session is not None and session.created_at == T0 and session.last_active == at(1)
     assert message is not None and message.created_at == at(1)
+
+
+# -- idempotency keys and queued questions -------------------------------------------------------------------
+
+
+async def test_a_request_key_is_claimed_once_settled_released_and_expires(repo: SessionRepository) -> None:
+    first = RequestRecord("alice", "k-1", "f1", T0, at(60))
+    assert await repo.claim_request(first) is None
+    held = await repo.claim_request(RequestRecord("alice", "k-1", "f2", at(1), at(61)))
+    assert held is not None and held.fingerprint == "f1" and held.outcome is None
+    assert await repo.claim_request(RequestRecord("bob", "k-1", "f3", at(1), at(61))) is None  # per principal
+    await repo.settle_request("alice", "k-1", {"run_id": "run_1", "session_id": "s1"})
+    settled = await repo.get_request("alice", "k-1", at(2))
+    assert settled is not None and settled.outcome == {"run_id": "run_1", "session_id": "s1"}
+    assert await repo.get_request("alice", "k-1", at(60)) is None  # expired
+    assert await repo.claim_request(RequestRecord("alice", "k-1", "f4", at(61), at(120))) is None
+    await repo.release_request("alice", "k-1")
+    assert await repo.get_request("alice", "k-1", at(62)) is None
+    assert await repo.delete_expired_requests(at(200), 10) == 1  # bob's
+
+
+async def test_queued_runs_keep_their_order_and_bound_and_go_with_the_session(repo: SessionRepository) -> None:
+    await repo.get_or_create_session(new_session("sq", "alice"))
+    assert await repo.enqueue_run(QueuedRun("sq", "run_a", "a", T0, {"k": 1}), 2) == 1
+    assert await repo.enqueue_run(QueuedRun("sq", "run_b", "b", T0), 2) == 2
+    assert await repo.enqueue_run(QueuedRun("sq", "run_c", "c", T0), 2) is None
+    assert await repo.enqueue_run(QueuedRun("sq", "run_f", "f", T0), None, front=True) == 1
+    head = await repo.next_queued_run("sq")
+    assert head is not None and head.run_id == "run_f"
+    assert await repo.take_queued_run("sq", "run_f") and not await repo.take_queued_run("sq", "run_f")
+    head = await repo.next_queued_run("sq")
+    assert head is not None and (head.run_id, head.question, head.metadata) == ("run_a", "a", {"k": 1})
+    assert await repo.delete_session("sq")
+    assert await repo.next_queued_run("sq") is None
+    with pytest.raises(SessionNotFoundError):
+        await repo.enqueue_run(QueuedRun("sq", "run_d", "d", T0), 2)

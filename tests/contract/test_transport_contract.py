@@ -18,9 +18,9 @@ from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.redis.client import close_client, make_client
 from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.application.hub import EventHub
-from dataagent.application.ports import RunControl
 from dataagent.application.replay import floor_seq
 from dataagent.application.streams import Subscription
+from dataagent.application.transport import RunControl
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import RunEvent
 from tests.services import require_service

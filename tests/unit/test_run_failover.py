@@ -14,9 +14,9 @@ from dataagent.application.chat import ChatService
 from dataagent.application.failover import OrphanCloser
 from dataagent.application.hub import EventHub
 from dataagent.application.leases import checkpoint
-from dataagent.application.ports import FinalEvent
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
+from dataagent.application.transport import FinalEvent
 from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, Session
 from tests.unit.engines import ScriptedEngine, Step

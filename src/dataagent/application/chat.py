@@ -8,9 +8,11 @@ from typing import Any
 
 from dataagent.application.bounds import Bounds
 from dataagent.application.hub import EventHub
-from dataagent.application.ports import Clock, IdGenerator, RunControl, SessionRepository
+from dataagent.application.ports import Clock, IdGenerator, SessionRepository
+from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
+from dataagent.application.transport import RunControl
 from dataagent.application.watch import Ownership, SessionWatch, ownership_of
 from dataagent.domain.approvals import Decision
 from dataagent.domain.errors import (
@@ -22,6 +24,7 @@ from dataagent.domain.errors import (
 from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.inputs import JsonLimits, valid_text
 from dataagent.domain.models import ChatRun, Session, title_from, validate_session_id
+from dataagent.domain.requests import MultitaskStrategy
 
 SYNC_BUFFER_EVENTS = 100_000
 _STOPS = (EventType.DONE, EventType.HITL)
@@ -56,6 +59,7 @@ class ChatService:
         settings: ChatSettings | None = None,
         bounds: Bounds | None = None,
         watch: SessionWatch | None = None,
+        queue: RunQueue | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -65,6 +69,7 @@ class ChatService:
         self._settings = settings or ChatSettings()
         self._bounds = bounds or Bounds(repository)
         self._watch = watch or SessionWatch(repository, broker)
+        self._queue = queue or RunQueue(repository, broker, runs, clock, ids)
 
     # -- sessions as seen by one principal ------------------------------------------------------
 
@@ -107,22 +112,26 @@ class ChatService:
         message: str,
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        strategy: Any = None,
     ) -> ChatRun:
-        """Start a run and return at once; its events go to the session's subscribers.
+        """Start a run (or queue it: `strategy`) and return at once; its events go to the session's subscribers.
 
         The session's owner is read on every call, never taken from the caller: a session may have been
         deleted or expired since, and its id taken by another principal."""
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
+        how = MultitaskStrategy.parse(strategy)
         session = await self.open_session(principal, session_id, question)
-        return await self._runs.start_run(
-            session.session_id, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
+        return await self._queue.start(
+            session.session_id, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
 
     async def stream(
-        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+        strategy: Any = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
-        run, subscription = await self.start_watched(principal, message, session_id, metadata, SYNC_BUFFER_EVENTS)
+        run, subscription = await self.start_watched(
+            principal, message, session_id, metadata, SYNC_BUFFER_EVENTS, strategy)
         try:
             async for event in self._follow(subscription, run.run_id):
                 yield event
@@ -130,28 +139,32 @@ class ChatService:
             subscription.close()
 
     async def start_watched(
-        self, principal: str, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int
+        self, principal: str, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int,
+        strategy: Any = None,
     ) -> tuple[ChatRun, Subscription]:
         """Start a run with a subscription taken just before it, so every event of the run reaches it (the
         caller closes it). Errors (validation, ownership, a run in progress...) come before anything streams."""
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
+        how = MultitaskStrategy.parse(strategy)
         session = await self.open_session(principal, session_id, question)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
         try:
-            run = await self._runs.start_run(
-                sid, question, extra, self._bounds.max_session_bytes, principal=session.user_id)
+            run = await self._queue.start(
+                sid, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
         except BaseException:
             subscription.close()
             raise
         return run, subscription
 
     async def chat(
-        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+        strategy: Any = None,
     ) -> RunOutcome:
         """Start a run and wait until it ends or awaits an approval."""
-        return await self._outcome([e async for e in self.stream(principal, message, session_id, metadata)])
+        return await self._outcome(
+            [e async for e in self.stream(principal, message, session_id, metadata, strategy)])
 
     async def cancel(
         self, principal: str, session_id: str, run_id: str | None = None, wait: bool = True
@@ -164,6 +177,12 @@ class ChatService:
         """Deliver a decision on a pending approval to its run; returns the run id."""
         run_id, _ = await self._decide(principal, session_id, interrupt_id, raw_decisions)
         return run_id
+
+    async def decide_interrupt(
+        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+    ) -> tuple[str, str]:
+        """Deliver a decision; the run id and the decided interrupt's id."""
+        return await self._decide(principal, session_id, interrupt_id, raw_decisions)
 
     async def _decide(
         self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
@@ -227,6 +246,11 @@ class ChatService:
             raise InvalidInputError("decisions must be a list of exactly one decision")
         return Decision.parse(limits.check(raw_decisions[0], "decision"))
 
+    def follow(self, subscription: Subscription, run_id: str, after_interrupt: str | None = None
+               ) -> AsyncGenerator[RunEvent, None]:
+        """The run's events from the subscription up to its `done` or next `hitl` (see _follow)."""
+        return self._follow(subscription, run_id, after_interrupt)
+
     @staticmethod
     async def _follow(
         subscription: Subscription, run_id: str, after_interrupt: str | None = None
@@ -247,6 +271,10 @@ class ChatService:
                 if item.event_type in _STOPS:
                     return
             batch = await subscription.get_batch()
+
+    async def outcome(self, events: list[RunEvent]) -> RunOutcome:
+        """What a waited-for run returns, from its events up to its `done` or `hitl`."""
+        return await self._outcome(events)
 
     async def _outcome(self, events: list[RunEvent]) -> RunOutcome:
         last = events[-1]

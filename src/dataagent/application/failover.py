@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 from dataagent.application.hub import EventHub
-from dataagent.application.ports import Clock, FinalEvent, IdGenerator, SessionRepository
+from dataagent.application.ports import Clock, IdGenerator, SessionRepository
 from dataagent.application.run_end import error_data
+from dataagent.application.transport import FinalEvent
 from dataagent.domain.errors import WorkerLostError
 from dataagent.domain.events import EventType, RunEvent, done_payload
 from dataagent.domain.models import Message, Role, RunStatus

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from dataagent.application.ports import (
+from dataagent.application.replay import floor_seq, replay_rule
+from dataagent.application.streams import Subscription
+from dataagent.application.transport import (
     ControlHandler,
     EventLog,
     FinalEvent,
@@ -25,8 +27,6 @@ from dataagent.application.ports import (
     RunControl,
     SharedTransport,
 )
-from dataagent.application.replay import floor_seq, replay_rule
-from dataagent.application.streams import Subscription
 from dataagent.domain.errors import BrokerUnavailableError, SessionNotFoundError
 from dataagent.domain.events import RunEvent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,15 +17,9 @@ from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
 from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
-from dataagent.application.ports import (
-    AgentEngine,
-    Clock,
-    IdGenerator,
-    RunContext,
-    RunControl,
-    SessionRepository,
-)
+from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
+from dataagent.application.transport import RunControl
 from dataagent.domain.errors import (
     AgentFailedError,
     BrokerUnavailableError,
@@ -80,6 +75,11 @@ class RunManager:
         self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs)
         self._leases = LeaseKeeper(broker, self._runs)
         self._closing = False
+        self._after_run: Callable[[str], None] | None = None
+
+    def after_run(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(session_id)` each time a run of this process has ended (the queue starts the next)."""
+        self._after_run = callback
 
     def attach(self) -> None:
         """Receive the broker's control for the runs of this process (cancels, approval decisions): once, at
@@ -96,17 +96,21 @@ class RunManager:
         return live.run.content if live else None
 
     async def start_run(
-        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None,
-        principal: str | None = None,
+        self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None, *,
+        run_id: str | None = None, admit: Callable[[], Awaitable[bool]] | None = None, principal: str | None = None,
     ) -> ChatRun:
         """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
-        SessionFullError if the question would take the session's stored bytes past `max_session_bytes`."""
-        run_id = self._ids.new_id("run")
+        SessionFullError if the question would take the session's stored bytes past `max_session_bytes`.
+        A queued question brings its `run_id`, and `admit`, which takes it from the queue once the session is
+        claimed (False: another process took it; RunInProgressError)."""
+        run_id = run_id or self._ids.new_id("run")
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
         now = self._clock.now()
         run = ChatRun(run_id, sid, question, now)
         try:
+            if admit is not None and not await admit():
+                raise RunInProgressError()
             with anyio.CancelScope(shield=True):
                 user_message = await self._repo.append_message(
                     Message(self._ids.new_id("msg"), sid, Role.USER, question, now, run_id, "completed",
@@ -230,6 +234,8 @@ class RunManager:
             with contextlib.suppress(Exception):
                 await agen.aclose()
             await self._end.finish(live, error)
+        if self._after_run is not None:
+            self._after_run(sid)
 
     async def _apply(self, live: LiveRun, output: AgentOutput) -> None:
         run = live.run

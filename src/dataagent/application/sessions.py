@@ -50,8 +50,12 @@ class SessionService:
         return await self._repo.list_messages(session_id, query)
 
     async def expire_idle(self, timeout_s: float) -> list[str]:
-        """Delete sessions idle for longer than `timeout_s` (never one with an active run)."""
-        cutoff = self._clock.now() - timedelta(seconds=timeout_s)
+        """Delete sessions idle for longer than `timeout_s` (never one with an active run), and the idempotency
+        keys that expired."""
+        now = self._clock.now()
+        while await self._repo.delete_expired_requests(now, EXPIRY_BATCH) == EXPIRY_BATCH:
+            pass
+        cutoff = now - timedelta(seconds=timeout_s)
         expired: list[str] = []
         while True:
             batch = await self._repo.delete_idle_sessions(cutoff, EXPIRY_BATCH)

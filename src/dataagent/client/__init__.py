@@ -40,6 +40,7 @@ from dataagent.client.models import (
     Event,
     HitlEvent,
     HitlResolvedEvent,
+    QueuedEvent,
     RunStartedEvent,
     Table,
     TextEvent,
@@ -54,7 +55,8 @@ __all__ = [
     "ConnectionLost", "DataAgentClient", "DataAgentClientError", "DecisionConflict", "DoneEvent", "ErrorEvent",
     "Event", "HitlEvent", "HitlResolvedEvent", "InternalError", "InterruptNotFound", "Message", "MessageNotFound",
     "NoActiveRun", "NotFound", "PayloadTooLarge", "RecoveryFailed", "ReplayUnavailable", "RunHandle",
-    "RunInProgress", "RunStartedEvent", "ServiceUnavailable", "SessionFull", "SessionInfo", "SessionNotFound",
+    "QueuedEvent", "RunInProgress", "RunStartedEvent", "ServiceUnavailable", "SessionFull", "SessionInfo",
+    "SessionNotFound",
     "StoreUnavailable", "Table", "TextEvent", "TooManySessions", "ToolCallEvent", "ToolResultEvent",
     "Unauthorized", "UnknownEvent", "ValidationFailed",
 ]

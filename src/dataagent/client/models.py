@@ -33,7 +33,12 @@ class ResumedData(WireModel):
 
 class RunStartedData(WireModel):
     run_id: str
-    message_id: str
+    message_id: str  # the stored question
+
+
+class QueuedData(WireModel):
+    run_id: str
+    position: int
 
 
 class TextData(WireModel):
@@ -244,6 +249,13 @@ class PongEvent(BaseEvent):
     data: PongData
 
 
+class QueuedEvent(BaseEvent):
+    """The question was queued behind the running answer (`multitask_strategy: enqueue`); position 1 runs next."""
+
+    event_type: Literal["queued"]
+    data: QueuedData
+
+
 class UnknownEvent(BaseEvent):
     """An event type this client does not know (a newer server): its data as a dict."""
 
@@ -252,12 +264,13 @@ class UnknownEvent(BaseEvent):
 
 Event = (
     ConnectedEvent | ResumedEvent | RunStartedEvent | TextEvent | ToolCallEvent | ToolResultEvent | HitlEvent
-    | HitlResolvedEvent | ErrorEvent | DoneEvent | PongEvent | UnknownEvent
+    | HitlResolvedEvent | ErrorEvent | DoneEvent | PongEvent | QueuedEvent | UnknownEvent
 )
 EVENT_TYPES: dict[str, type[BaseEvent]] = {
     "connected": ConnectedEvent, "resumed": ResumedEvent, "run_started": RunStartedEvent, "text": TextEvent,
     "tool_call": ToolCallEvent, "tool_result": ToolResultEvent, "hitl": HitlEvent,
     "hitl_resolved": HitlResolvedEvent, "error": ErrorEvent, "done": DoneEvent, "pong": PongEvent,
+    "queued": QueuedEvent,
 }
 
 

@@ -47,6 +47,16 @@ class RunInProgressError(DataAgentError):
     default_message = "A run is already in progress in this session"
 
 
+class QueueFullError(DataAgentError):
+    code = "queue_full"
+    default_message = "This session already has as many queued questions as it may"
+
+
+class IdempotencyKeyReusedError(DataAgentError):
+    code = "idempotency_key_reused"
+    default_message = "This idempotency key was used for a different request"
+
+
 class DecisionConflictError(DataAgentError):
     code = "decision_conflict"
     default_message = "This interrupt was already decided"

@@ -18,6 +18,7 @@ class EventType(StrEnum):
     TOOL_RESULT = "tool_result"
     HITL = "hitl"
     HITL_RESOLVED = "hitl_resolved"
+    QUEUED = "queued"
     ERROR = "error"
     DONE = "done"
     PONG = "pong"

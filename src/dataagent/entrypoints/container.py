@@ -21,7 +21,9 @@ from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.failover import OrphanCloser
+from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.ports import AgentEngine
+from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
@@ -133,6 +135,10 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
     )
+    run_queue = providers.Singleton(
+        RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,
+        max_queued=settings.provided.max_queued_per_session,
+    )
     orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)
     authenticator = providers.Singleton(
@@ -171,6 +177,10 @@ class Container(containers.DeclarativeContainer):
                               max_session_bytes=settings.provided.max_session_bytes),
         ),
         watch=session_watch,
+        queue=run_queue,
+    )
+    idempotent_chat = providers.Factory(
+        IdempotentChat, chat=chat_service, repository=repository, broker=broker, clock=clock
     )
     session_service = providers.Factory(
         SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker, watch=session_watch

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(32000, ge=1)
     max_sessions_per_principal: int = Field(1000, ge=1)
     max_session_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_queued_per_session: int = Field(5, ge=0, le=1000)  # questions queued by multitask_strategy=enqueue
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
     max_json_depth: int = Field(16, ge=1, le=24)  # MariaDB refuses JSON nested 32 deep; stored rows add levels
     max_json_bytes: int = Field(64 * 1024, ge=256)

@@ -6,7 +6,7 @@ from typing import Annotated
 from dependency_injector.wiring import inject
 from fastapi import APIRouter, Body
 
-from dataagent.adapters.http.deps import Chat, OwnedSessionId, Principal, Slots
+from dataagent.adapters.http.deps import IdempotencyKey, OwnedSessionId, Principal, Requests, Slots
 from dataagent.adapters.http.inputs import EdgeRoute, SafeJSONResponse
 from dataagent.adapters.http.schemas import (
     CancelRequest,
@@ -40,15 +40,18 @@ def _response(outcome: RunOutcome) -> ChatResponse:
 async def chat(
     body: ChatRequest,
     principal: Principal,
-    service: Chat,
+    service: Requests,
     capacity: Slots,
+    key: IdempotencyKey = None,
 ) -> ChatResponse | SafeJSONResponse:
     """Ask a question and wait for the answer (or for the approval it needs); `wait: false` returns at once."""
     if not body.wait:
-        run = await service.start(principal, body.message, body.session_id, body.metadata)
+        run = await service.start(principal, key, body.message, body.session_id, body.metadata,
+                                  body.multitask_strategy)
         return SafeJSONResponse(RunAccepted(session_id=run.session_id, run_id=run.run_id).model_dump(), 202)
     with capacity.slot():
-        return _response(await service.chat(principal, body.message, body.session_id, body.metadata))
+        return _response(await service.chat(principal, key, body.message, body.session_id, body.metadata,
+                                            body.multitask_strategy))
 
 
 @router.post("/chat/{session_id}/cancel")
@@ -56,11 +59,12 @@ async def chat(
 async def cancel(
     session_id: str,
     principal: Principal,
-    service: Chat,
+    service: Requests,
     body: Annotated[CancelRequest | None, Body()] = None,
+    key: IdempotencyKey = None,
 ) -> CancelResponse:
     """Cancel the session's running answer; its partial text is kept."""
-    run_id = await service.cancel(principal, session_id, body.run_id if body else None)
+    run_id = await service.cancel(principal, key, session_id, body.run_id if body else None)
     return CancelResponse(session_id=session_id, run_id=run_id)
 
 
@@ -70,10 +74,11 @@ async def decide(
     session_id: OwnedSessionId,
     body: HitlRequest,
     principal: Principal,
-    service: Chat,
+    service: Requests,
     capacity: Slots,
+    key: IdempotencyKey = None,
 ) -> ChatResponse:
     """Approve, edit or reject a pending action, then wait like POST /chat for the continued run."""
     decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
     with capacity.slot():
-        return _response(await service.decide_and_wait(principal, session_id, body.interrupt_id, decisions))
+        return _response(await service.decide_and_wait(principal, key, session_id, body.interrupt_id, decisions))

@@ -3,11 +3,12 @@
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import Depends
+from fastapi import Depends, Header
 
 from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
+from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.application.watch import SessionWatch
@@ -15,6 +16,9 @@ from dataagent.application.watch import SessionWatch
 Principal = Annotated[str, Depends(require_principal)]
 QueryPrincipal = Annotated[str, Depends(require_principal_or_query_key)]  # the key may be `?api_key=` too
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
+Requests = Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])]  # ChatService with Idempotency-Key
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", description="a retry with the same key gets the first request's outcome (24 h)")]
 Sessions = Annotated[SessionService, Depends(Provide["session_service"])]
 Status = Annotated[StatusService, Depends(Provide["status_service"])]
 Slots = Annotated[Capacity, Depends(Provide["capacity"])]

@@ -44,6 +44,9 @@ class StreamRequest(BaseModel):
     message: str = Field(min_length=1, pattern=r"\S", description="at least one non-whitespace character")
     session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     metadata: dict[str, Any] | None = None
+    multitask_strategy: Literal["reject", "enqueue", "interrupt"] = Field(
+        default="reject", description="if the session is answering already: reject (409 run_in_progress), "
+                                      "enqueue (run after it; a `queued` event) or interrupt (cancel it, then run)")
 
 
 class ChatRequest(StreamRequest):

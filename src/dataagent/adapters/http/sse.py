@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from dataagent.adapters.http.deps import Chat, Principal, QueryPrincipal, Slots
+from dataagent.adapters.http.deps import IdempotencyKey, Principal, QueryPrincipal, Requests, Slots
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
 from dataagent.adapters.http.websocket.frames import encode, error_frame, local_frame
@@ -200,13 +200,15 @@ def _take_slot(capacity: Capacity) -> None:
              responses={200: _STREAM_DOC})
 @inject
 async def chat_stream(
-    body: StreamRequest, principal: Principal, service: Chat, capacity: Slots, settings: Streams, watchdog: Watchdog,
+    body: StreamRequest, principal: Principal, service: Requests, capacity: Slots, settings: Streams,
+    watchdog: Watchdog, key: IdempotencyKey = None,
 ) -> EventStreamResponse:
     """Ask a question and stream its answer as server-sent events, through approvals, until its `done`."""
     _take_slot(capacity)
     try:
         run, subscription = await service.start_watched(
-            principal, body.message, body.session_id, body.metadata, settings.send_buffer
+            principal, key, body.message, body.session_id, body.metadata, settings.send_buffer,
+            body.multitask_strategy,
         )
     except BaseException:
         capacity.release()

@@ -13,6 +13,7 @@ from typing import Any
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import MessageNotFoundError, SessionFullError, SessionNotFoundError
 from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session, stored_size
+from dataagent.domain.requests import QueuedRun, RequestRecord
 
 
 @dataclass(slots=True)
@@ -21,11 +22,13 @@ class _Entry:
     messages: list[Message] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)  # message_id -> position
     interrupts: dict[str, InterruptRecord] = field(default_factory=dict)
+    queue: list[QueuedRun] = field(default_factory=list)
 
 
 class InMemorySessionRepository:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._requests: dict[tuple[str, str], RequestRecord] = {}
 
     @staticmethod
     def _copy(session: Session) -> Session:
@@ -165,6 +168,60 @@ class InMemorySessionRepository:
         for sid in idle:
             del self._entries[sid]
         return idle
+
+    # -- idempotency keys and queued questions ----------------------------------------------------
+
+    async def claim_request(self, record: RequestRecord) -> RequestRecord | None:
+        held = await self.get_request(record.principal, record.key, record.created_at)
+        if held is not None:
+            return held
+        self._requests[(record.principal, record.key)] = replace(record, outcome=copy.deepcopy(record.outcome))
+        return None
+
+    async def get_request(self, principal: str, key: str, now: datetime) -> RequestRecord | None:
+        held = self._requests.get((principal, key))
+        if held is None or held.expires_at <= now:
+            return None
+        return replace(held, outcome=copy.deepcopy(held.outcome))
+
+    async def settle_request(self, principal: str, key: str, outcome: dict[str, Any]) -> None:
+        held = self._requests.get((principal, key))
+        if held is not None:
+            held.outcome = copy.deepcopy(outcome)
+
+    async def release_request(self, principal: str, key: str) -> None:
+        self._requests.pop((principal, key), None)
+
+    async def delete_expired_requests(self, now: datetime, limit: int) -> int:
+        expired = [k for k, r in self._requests.items() if r.expires_at <= now][:limit]
+        for k in expired:
+            del self._requests[k]
+        return len(expired)
+
+    async def enqueue_run(self, item: QueuedRun, max_queued: int | None, front: bool = False) -> int | None:
+        entry = self._entries.get(item.session_id)
+        if entry is None:
+            raise SessionNotFoundError()
+        if max_queued is not None and len(entry.queue) >= max_queued:
+            return None
+        stored = replace(item, metadata=copy.deepcopy(item.metadata))
+        if front:
+            entry.queue.insert(0, stored)
+            return 1
+        entry.queue.append(stored)
+        return len(entry.queue)
+
+    async def next_queued_run(self, session_id: str) -> QueuedRun | None:
+        entry = self._entries.get(session_id)
+        return replace(entry.queue[0]) if entry and entry.queue else None
+
+    async def take_queued_run(self, session_id: str, run_id: str) -> bool:
+        entry = self._entries.get(session_id)
+        kept = [q for q in entry.queue if q.run_id != run_id] if entry else []
+        if entry is None or len(kept) == len(entry.queue):
+            return False
+        entry.queue = kept
+        return True
 
     async def ping(self) -> None:
         return None

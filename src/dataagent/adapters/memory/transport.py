@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dataagent.application.hub import EventHub
-from dataagent.application.ports import ControlHandler, EventLog, Held, RunClaims, RunControl
 from dataagent.application.replay import floor_seq
+from dataagent.application.transport import ControlHandler, EventLog, Held, RunClaims, RunControl
 from dataagent.domain.events import EventType, RunEvent
 
 # A held text delta is kept as a tuple of atoms (seq, run_id, timestamp, content), which CPython's collector

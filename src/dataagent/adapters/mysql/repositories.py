@@ -25,6 +25,7 @@ from dataagent.adapters.mysql.engine import (
     is_store_failure,
     transaction,
 )
+from dataagent.adapters.mysql.requests import RequestStore
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
 from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
 from dataagent.domain.approvals import Decision, InterruptRecord
@@ -49,7 +50,7 @@ def _touch(at: datetime) -> Any:
     return func.greatest(sessions.c.last_active, _at(at))
 
 
-class MySqlSessionRepository:
+class MySqlSessionRepository(RequestStore):
     """On an engine it is given (entrypoints/container.py builds it, and disposes it after `close`)."""
 
     def __init__(self, engine: AsyncEngine, *, where: str = "MySQL") -> None:

@@ -140,4 +140,32 @@ interrupts = Table(
     **TABLE_OPTIONS,
 )
 
-TABLES = (sessions, messages, interrupts)
+# idempotency keys (application/idempotency.py): one row per principal and key, kept until it expires
+request_keys = Table(
+    "request_keys",
+    metadata,
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
+    Column("request_key", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("outcome", JSON(none_as_null=True), nullable=True),
+    Index(None, "expires_at"),
+    **TABLE_OPTIONS,
+)
+
+# questions queued behind a session's running answer (multitask_strategy=enqueue), head first by position
+queued_runs = Table(
+    "queued_runs",
+    metadata,
+    _id("run_id", primary_key=True),
+    _id("session_id", ForeignKey(sessions.c.session_id, ondelete="CASCADE"), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("question", LONGTEXT(), nullable=False),
+    Column("metadata", JSON(none_as_null=True), nullable=True),
+    Column("queued_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("session_id", "position"),
+    **TABLE_OPTIONS,
+)
+
+TABLES = (sessions, messages, interrupts, request_keys, queued_runs)

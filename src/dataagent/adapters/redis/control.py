@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 
 from dataagent.adapters.redis.client import Link
 from dataagent.adapters.redis.outbox import Outbox
-from dataagent.application.ports import ControlHandler, FeedListener, RunControl
 from dataagent.application.replay import floor_seq
+from dataagent.application.transport import ControlHandler, FeedListener, RunControl
 from dataagent.domain.approvals import Decision
 from dataagent.domain.errors import BrokerUnavailableError
 

@@ -13,8 +13,8 @@ import orjson
 from dataagent.adapters.redis.client import Link
 from dataagent.adapters.redis.codec import decode_entries, decode_event
 from dataagent.adapters.redis.outbox import Outbox
-from dataagent.application.ports import FeedListener, Held
 from dataagent.application.replay import floor_seq
+from dataagent.application.transport import FeedListener, Held
 from dataagent.domain.errors import BrokerUnavailableError
 from dataagent.domain.events import EventType, RunEvent
 

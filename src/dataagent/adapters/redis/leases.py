@@ -14,8 +14,8 @@ import orjson
 from dataagent.adapters.redis.client import Link
 from dataagent.adapters.redis.control import Control
 from dataagent.adapters.redis.outbox import Outbox
-from dataagent.application.ports import ExpiredHandler
 from dataagent.application.replay import floor_seq
+from dataagent.application.transport import ExpiredHandler
 from dataagent.domain.errors import BrokerUnavailableError
 
 log = logging.getLogger("dataagent.redis")

@@ -27,7 +27,7 @@ from dataagent.adapters.redis.feed import StreamReader
 from dataagent.adapters.redis.leases import RunLeases
 from dataagent.adapters.redis.outbox import Outbox
 from dataagent.application.hub import EventHub
-from dataagent.application.ports import (
+from dataagent.application.transport import (
     ControlHandler,
     EventLog,
     ExpiredHandler,

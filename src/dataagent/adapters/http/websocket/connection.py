@@ -16,6 +16,7 @@ from dataagent.adapters.http.websocket.frames import encode, error_frame, frame_
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
+from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.application.watch import Ownership, SessionWatch
 from dataagent.domain.errors import (
@@ -52,6 +53,7 @@ class Connection:
         self.principal = principal
         self.sid = session_id
         self.chat = chat
+        self.requests: IdempotentChat | None = None  # the chat frame's client_message_id (set by the endpoint)
         self.watch = watch
         self.capacity = capacity
         self.settings = settings

@@ -15,6 +15,7 @@ from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
+from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.models import SESSION_ID_PATTERN
 
@@ -30,6 +31,7 @@ async def chat_socket(
     capacity: Annotated[Capacity, Depends(Provide["capacity"])],
     chat: Annotated[ChatService, Depends(Provide["chat_service"])],
     watch: Annotated[SessionWatch, Depends(Provide["session_watch"])],
+    requests: Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])],
     settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
     watchdog: Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])],
 ) -> None:
@@ -45,6 +47,7 @@ async def chat_socket(
         await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
         return
     connection = Connection(websocket, principal, session_id, chat, watch, capacity, settings, watchdog)
+    connection.requests = requests
     try:
         await connection.serve()
     finally:

@@ -66,10 +66,15 @@ async def _require_session(conn: Connection, subscription: Subscription, missing
 
 
 async def on_chat(conn: Connection, subscription: Subscription, payload: dict[str, Any]) -> None:
-    try:  # the service validates the message and the metadata, and reads the owner
-        await conn.chat.start(
-            conn.principal, payload.get("message"), conn.sid, payload.get("metadata")  # type: ignore[arg-type]
-        )
+    key = payload.get("client_message_id")
+    if key is not None and not isinstance(key, str):
+        raise InvalidInputError("client_message_id must be a string")
+    message, metadata, strategy = payload.get("message"), payload.get("metadata"), payload.get("multitask_strategy")
+    try:  # the service validates the message, the metadata and the strategy, and reads the owner
+        if conn.requests is not None:
+            await conn.requests.start(conn.principal, key, message, conn.sid, metadata, strategy, route="ws_chat")
+        else:
+            await conn.chat.start(conn.principal, message, conn.sid, metadata, strategy)  # type: ignore[arg-type]
     except SessionNotFoundError:
         _gone(subscription)
         return
