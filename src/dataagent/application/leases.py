@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from dataagent.application.approvals import LiveRun
 from dataagent.application.hub import EventHub
+from dataagent.application.tasks import stop_tasks
 from dataagent.domain.errors import DataAgentError
 
 log = logging.getLogger("dataagent.failover")
@@ -51,11 +51,8 @@ class LeaseKeeper:
             self._task = asyncio.create_task(self._keep(interval), name="run-leases")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     async def _keep(self, interval: float) -> None:
         while self._runs:

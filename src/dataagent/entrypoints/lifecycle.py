@@ -9,7 +9,6 @@ logged and the others still stop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +18,7 @@ from types import TracebackType
 from dataagent.adapters.redis.client import close_client
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.sessions import SessionService
+from dataagent.application.tasks import stop_tasks
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.settings import Settings
 
@@ -168,11 +168,8 @@ class Sweeper:
         self._task = asyncio.create_task(self._expire_forever(service), name="session-expiry")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     async def _expire_forever(self, service: SessionService) -> None:
         while True:

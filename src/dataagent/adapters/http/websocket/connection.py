@@ -18,6 +18,7 @@ from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
+from dataagent.application.tasks import stop_tasks
 from dataagent.application.watch import Ownership, SessionWatch
 from dataagent.domain.errors import (
     BrokerUnavailableError,
@@ -112,11 +113,7 @@ class Connection:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.watchdog.forget(self)
-            for task in (reader, writer):
-                task.cancel()
-            for task in (reader, writer):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(reader, writer)
 
     async def _refuse_unavailable(self, exc: DataAgentError) -> None:
         """The store or the broker cannot be reached: say so, and close with 1013 (try again later)."""

@@ -1,10 +1,11 @@
 """The WebSocket send watchdog: drops sockets whose send has been blocked too long."""
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Protocol
+
+from dataagent.application.tasks import stop_tasks
 
 log = logging.getLogger("dataagent.ws")
 
@@ -49,11 +50,8 @@ class SendWatchdog:
         self._connections.discard(connection)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while self._connections:
