@@ -37,6 +37,7 @@ from tests.support import (
     wait_healthy,
     ws_connect,
 )
+from tests.support.frames import assert_contiguous, kinds, text_of
 from tests.tcp_proxy import ThreadedTcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.redis]
@@ -113,19 +114,6 @@ def cluster() -> Iterator[Cluster]:
 
 def new_sid(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def kinds(frames: list[dict[str, Any]]) -> list[str]:
-    return [f["event_type"] for f in frames]
-
-
-def text_of(frames: list[dict[str, Any]]) -> str:
-    return "".join(f["data"]["content"] for f in frames if f["event_type"] == "text")
-
-
-def assert_contiguous(frames: list[dict[str, Any]]) -> None:
-    seqs = [f["seq"] for f in frames if "seq" in f]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
 
 async def texts(ws: WsClient, n: int) -> list[dict[str, Any]]:

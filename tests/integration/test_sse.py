@@ -21,6 +21,7 @@ from tests.support import (
     wait_for_active_run,
     wait_for_connections,
 )
+from tests.support.frames import assert_contiguous, kinds, stored_answer, text_of
 
 pytestmark = pytest.mark.integration
 
@@ -45,24 +46,6 @@ async def read_until_done(source: Any, stop_after: int | None = None) -> list[di
     return frames
 
 
-def kinds(frames: list[dict[str, Any]]) -> list[str]:
-    return [f["event_type"] for f in frames]
-
-
-def text_of(frames: list[dict[str, Any]]) -> str:
-    return "".join(f["data"]["content"] for f in frames if f["event_type"] == "text")
-
-
-def assert_contiguous(frames: list[dict[str, Any]]) -> None:
-    seqs = [f["seq"] for f in frames if "seq" in f]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
-
-
-async def assistant_message(c: httpx.AsyncClient, sid: str) -> dict[str, Any]:
-    messages = (await c.get(f"/api/v1/sessions/{sid}/messages")).json()["messages"]
-    return dict([m for m in messages if m["role"] == "assistant"][-1])
-
-
 def slow(**overrides: Any) -> Any:
     return make_settings(demo_chunks=40, demo_chunk_delay_ms=20, **overrides)
 
@@ -79,7 +62,7 @@ async def test_a_streamed_answer_has_contiguous_ids_one_done_and_the_text_that_i
         assert all(f["session_id"] == "s1" and f["run_id"] == frames[0]["run_id"] for f in frames)
         done = frames[-1]["data"]
         assert done["status"] == "completed"
-        stored = await assistant_message(c, "s1")
+        stored = await stored_answer(c, "s1")
         assert stored["message_id"] == done["message_id"] and stored["content"] == text_of(frames) != ""
 
 
@@ -118,7 +101,7 @@ async def test_cancel_over_rest_mid_stream_ends_it_with_done_cancelled_and_the_p
                     assert r.status_code == 200, r.text
         assert kinds(frames).count("done") == 1 and kinds(frames)[-1] == "done"
         assert frames[-1]["data"]["status"] == "cancelled" and frames[-1]["data"]["cancelled"] is True
-        stored = await assistant_message(c, "c1")
+        stored = await stored_answer(c, "c1")
         assert stored["status"] == "cancelled" and stored["content"] == text_of(frames) != ""
 
 
@@ -138,7 +121,7 @@ async def test_an_approval_over_rest_mid_stream_continues_the_same_stream_to_its
         assert order.index("hitl") < order.index("hitl_resolved") < order.index("tool_result") < order.index("done")
         assert order.count("done") == 1 and frames[-1]["data"]["status"] == "completed"
         assert_contiguous(frames)
-        assert (await assistant_message(c, "h1"))["content"] == text_of(frames)
+        assert (await stored_answer(c, "h1"))["content"] == text_of(frames)
 
 
 async def stream_after(
@@ -166,7 +149,7 @@ async def test_a_dropped_stream_resumed_with_last_event_id_gets_every_later_even
         assert_contiguous(whole)
         assert kinds(whole).count("run_started") == 1 and kinds(whole).count("done") == 1
         assert whole[-1]["data"]["status"] == "completed"
-        assert (await assistant_message(c, "r1"))["content"] == text_of(whole)
+        assert (await stored_answer(c, "r1"))["content"] == text_of(whole)
 
 
 async def test_after_seq_in_the_query_resumes_the_same_way_and_last_event_id_wins_over_it() -> None:
@@ -345,7 +328,7 @@ async def test_a_peer_that_reads_nothing_for_the_send_timeout_is_disconnected_an
         while (await c.get("/api/v1/sessions/stalled")).json()["active_run_id"] is not None:
             assert asyncio.get_running_loop().time() < deadline, "the run did not end"
             await asyncio.sleep(0.05)
-        assert (await assistant_message(c, "stalled"))["status"] == "completed"  # not cancelled by the drop
+        assert (await stored_answer(c, "stalled"))["status"] == "completed"  # not cancelled by the drop
 
 
 async def test_a_session_deleted_while_its_stream_waits_ends_the_stream_with_session_not_found() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
@@ -18,6 +17,7 @@ from tests.integration.test_scale_out import delete_keys, new_prefix, server_env
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database
 from tests.services import require_service
 from tests.support import ServerProcess, wait_healthy
+from tests.support.frames import assert_contiguous, kinds, stored_answer, text_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.redis]
 
@@ -51,24 +51,6 @@ def pair() -> Iterator[Pair]:
 
 def new_sid() -> str:
     return f"sse-{secrets.token_hex(4)}"
-
-
-def kinds(frames: list[dict[str, Any]]) -> list[str]:
-    return [f["event_type"] for f in frames]
-
-
-def text_of(frames: list[dict[str, Any]]) -> str:
-    return "".join(f["data"]["content"] for f in frames if f["event_type"] == "text")
-
-
-def assert_contiguous(frames: list[dict[str, Any]]) -> None:
-    seqs = [f["seq"] for f in frames if "seq" in f]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
-
-
-async def stored_answer(c: httpx.AsyncClient, sid: str) -> dict[str, Any]:
-    messages = (await c.get(f"/api/v1/sessions/{sid}/messages")).json()["messages"]
-    return dict([m for m in messages if m["role"] == "assistant"][-1])
 
 
 async def test_a_stream_dropped_on_a_resumes_on_b_with_last_event_id_and_gets_every_later_event_once(

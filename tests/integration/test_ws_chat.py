@@ -11,21 +11,13 @@ import pytest
 import websockets
 
 from tests.support import KEY_B, live_server, make_settings, ws_connect
+from tests.support.frames import assert_contiguous, kinds
 from tests.support.polling import eventually
 from tests.unit.engines import ScriptedEngine, Step
 
 pytestmark = pytest.mark.integration
 
 LONG = make_settings(demo_chunks=1000, demo_chunk_delay_ms=10)
-
-
-def kinds(frames: list[dict[str, Any]]) -> list[str]:
-    return [f["event_type"] for f in frames]
-
-
-def assert_contiguous(frames: list[dict[str, Any]]) -> None:
-    seqs = [f["seq"] for f in frames if "seq" in f]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
 
 async def test_connected_comes_first_then_a_streamed_answer_with_numbered_events() -> None:
