@@ -29,7 +29,7 @@ from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
-from dataagent.entrypoints.engines import build_catalog, build_engine
+from dataagent.entrypoints.engines import build_catalog, build_data_context, build_engine
 from dataagent.entrypoints.settings import Settings
 
 __all__ = ["Container", "build_engine", "build_mysql_engine", "check_broker", "check_store", "component_names"]
@@ -123,8 +123,9 @@ class Container(containers.DeclarativeContainer):
             prefix=settings.provided.redis_prefix,
         )),
     )
-    engine = providers.Singleton(build_engine, settings)
-    schema_catalog = providers.Singleton(build_catalog, settings)
+    data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
+    engine = providers.Singleton(build_engine, settings, data_context)
+    schema_catalog = providers.Singleton(build_catalog, data_context)
 
     run_manager = providers.Singleton(
         RunManager,

@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -72,9 +73,23 @@ def estimate_rules(settings: Settings) -> EstimateRules:
     return EstimateRules(settings.sql_max_estimated_rows, settings.sql_estimate_timeout)
 
 
-def build_catalog(settings: Settings) -> SqlSchemaCatalog:
+@dataclass(frozen=True, slots=True)
+class DataContext:
+    """The data the agent answers from, built once for the engine and the schema catalog: the data source (one
+    pool), the data policy and the semantic file, each file read and checked once."""
+
+    database: SqlDatabase
+    policy: DataPolicy | None
+    semantic: SemanticLayer | None
+
+
+def build_data_context(settings: Settings) -> DataContext:
+    return DataContext(build_data_source(settings), data_policy(settings), load_semantic_setting(settings))
+
+
+def build_catalog(data: DataContext) -> SqlSchemaCatalog:
     """What GET /api/v1/schema reads: the data source, with the semantic file's words, under the data policy."""
-    return SqlSchemaCatalog(build_data_source(settings), load_semantic_setting(settings), data_policy(settings))
+    return SqlSchemaCatalog(data.database, data.semantic, data.policy)
 
 
 def resolve_agent(settings: Settings) -> str:
@@ -88,22 +103,24 @@ def resolve_agent(settings: Settings) -> str:
     return "demo"
 
 
-def build_engine(settings: Settings) -> AgentEngine:
-    """The agent engine DATAAGENT_AGENT names."""
+def build_engine(settings: Settings, data: DataContext | None = None) -> AgentEngine:
+    """The agent engine DATAAGENT_AGENT names; the demo and LLM engines answer from `data` (built from the
+    settings if not given)."""
     choice = resolve_agent(settings)
     if choice == "demo":
+        data = data or build_data_context(settings)
         on_demo = settings.data_url is None
         return DemoEngine(
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
-            database=build_data_source(settings), hitl_policy=settings.hitl_policy,
-            place="the demo database" if on_demo else "the database", data_policy=data_policy(settings),
-            semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
+            database=data.database, hitl_policy=settings.hitl_policy,
+            place="the demo database" if on_demo else "the database", data_policy=data.policy,
+            semantic=data.semantic, estimates=estimate_rules(settings),
         )
     if choice == "llm":
+        data = data or build_data_context(settings)
         return OpenAiEngine(
-            llm_config(settings), build_data_source(settings), hitl_policy=settings.hitl_policy,
-            data_policy=data_policy(settings),
-            semantic=load_semantic_setting(settings), estimates=estimate_rules(settings),
+            llm_config(settings), data.database, hitl_policy=settings.hitl_policy,
+            data_policy=data.policy, semantic=data.semantic, estimates=estimate_rules(settings),
         )
     return _custom_engine(choice, settings)
 
