@@ -9,6 +9,7 @@ batch and grows the batch while rows stay small, so at most a few rows the drive
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,5 +130,14 @@ def _cut_text(text: str, bound: int) -> tuple[str, bool]:
     return encoded[:bound].decode("utf-8", "ignore") + CUT_MARK, True
 
 
+# JSON writes these escaped: a quote, a backslash and five controls in two bytes, the other controls in six
+_ESCAPED = re.compile('[\x00-\x1f"\\\\]')
+_SHORT_ESCAPES = frozenset('"\\\b\f\n\r\t')
+
+
 def _text_bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass")) + 2
+    """The string's size in the JSON answer: its UTF-8 bytes, its escapes and its quotes."""
+    size = len(text.encode("utf-8", "surrogatepass")) + 2
+    for char in _ESCAPED.findall(text):
+        size += 1 if char in _SHORT_ESCAPES else 5
+    return size
