@@ -119,5 +119,7 @@ class RunQueue:
     async def _drain_quietly(self, sid: str) -> None:
         try:
             await self.drain(sid)
-        except Exception:  # noqa: BLE001 - a store outage: the next run end or enqueue drains again
-            log.warning("session %s: could not start its next queued question", sid, exc_info=True)
+        except DataAgentError as exc:  # a store outage: the next run end or enqueue drains again
+            log.warning("session %s: could not start its next queued question: %s", sid, exc.code)
+        except Exception:  # noqa: BLE001 - anything else is a bug: its traceback
+            log.exception("session %s: could not start its next queued question", sid)
