@@ -18,7 +18,6 @@ from tests.integration.test_scale_out import (
     server_env,
     start_server,
 )
-from tests.integration.test_worker_lost_answer import until_texts
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
 from tests.services import require_service
 from tests.support import ServerProcess, wait_healthy, ws_connect
@@ -41,7 +40,8 @@ async def test_the_queued_question_of_a_dead_owner_runs_on_the_process_that_clos
             async with ws_connect(a, sid) as wa, ws_connect(b, sid) as wb, b.client() as rb:
                 await wa.recv(), await wb.recv()
                 await wa.send("chat", message="a long answer whose process dies")
-                await until_texts(wb, 5)
+                for _ in range(5):  # the answer streams to B
+                    await wb.until("text")
                 r = await rb.post("/api/v1/chat", json={
                     "message": "the queued question", "session_id": sid, "multitask_strategy": "enqueue",
                     "wait": False})

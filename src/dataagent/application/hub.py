@@ -55,6 +55,7 @@ class EventHub:
         self._idle_s, self._sweep_s = idle_s, sweep_s
         self._channels: dict[str, _Channel] = {}
         self._orphans: OrphanHandler | None = None
+        self._after_orphan: Callable[[str], None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         if shared is not None:
             shared.attach(self)
@@ -229,10 +230,11 @@ class EventHub:
     async def load_checkpoint(self, session_id: str, run_id: str) -> dict[str, Any] | None:
         return await self._leases.load_checkpoint(session_id, run_id) if self._leases is not None else None
 
-    def on_orphan(self, handler: OrphanHandler) -> None:
-        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it; the
-        claim stays until it has returned, and its returned event is published as the run's last."""
+    def on_orphan(self, handler: OrphanHandler, then: Callable[[str], None] | None = None) -> None:
+        """Register the handler called (in exactly one process) for a run whose owner stopped renewing it (the
+        claim stays until it returns; its event is the run's last), and `then(session_id)` once it is free."""
         self._orphans = handler
+        self._after_orphan = then
 
     async def _close_orphan(self, session_id: str, run_id: str, owner: str) -> None:
         assert self._leases is not None
@@ -250,6 +252,8 @@ class EventHub:
                 await self._leases.relapse(session_id, run_id, owner)
             raise
         await self._end(session_id, run_id, partial(self._leases.release_orphan, session_id, run_id, owner), final)
+        if self._after_orphan is not None:
+            self._after_orphan(session_id)
 
     # -- control and lifecycle ------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ class RunQueue:
         self._ids = ids
         self._max_queued = max_queued
         self._drains: set[asyncio.Task[None]] = set()
-        runs.after_run(self._ended)
+        runs.after_run(self.run_ended)
 
     async def start(
         self, sid: str, question: str, metadata: dict[str, Any], max_bytes: int | None,
@@ -111,7 +111,8 @@ class RunQueue:
                 self._broker.publish(sid, head.run_id, EventType.DONE.value,
                                      done_payload(head.run_id, "failed", None, None, exc.code))
 
-    def _ended(self, sid: str) -> None:
+    def run_ended(self, sid: str) -> None:
+        """A run of the session has ended (here, or a dead owner's closed here): start its next question."""
         task = asyncio.create_task(self._drain_quietly(sid), name=f"drain:{sid}")
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)

@@ -100,7 +100,8 @@ def build_lifecycle(container: Container) -> Lifecycle:
 
     async def start_broker() -> None:
         broker = container.broker()
-        broker.on_orphan(container.orphan_closer().close)  # before its sweeper can find a dead owner's run
+        # before its sweeper can find a dead owner's run; a freed session's queue goes on here
+        broker.on_orphan(container.orphan_closer().close, then=container.run_queue().run_ended)
         await broker.start()
 
     async def stop_broker() -> None:
