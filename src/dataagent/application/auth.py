@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 ANONYMOUS = "anonymous"
+
+# What a key may do beyond its own sessions (DATAAGENT_KEY_SCOPES, e.g. `ops:admin,backend:end_users`):
+ADMIN = "admin"  # read the audit trail, manage verified queries
+END_USERS = "end_users"  # act for the end users its requests name (X-User-ID)
+SCOPES = frozenset({ADMIN, END_USERS})
 
 
 def principal_for(key: str) -> str:
@@ -24,9 +29,12 @@ class ApiKey:
 class ApiKeyAuthenticator:
     """Checks a presented key against every configured key in constant time."""
 
-    def __init__(self, entries: Iterable[str], disabled: bool = False) -> None:
+    def __init__(
+        self, entries: Iterable[str], disabled: bool = False, scopes: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
         self.disabled = disabled
         self._keys = tuple(self._parse(e) for e in entries if e)
+        self._scopes = {principal: frozenset(granted) for principal, granted in (scopes or {}).items()}
 
     @staticmethod
     def _parse(entry: str) -> ApiKey:
@@ -38,6 +46,10 @@ class ApiKeyAuthenticator:
     @property
     def principals(self) -> list[str]:
         return [k.principal for k in self._keys]
+
+    def has_scope(self, principal: str, scope: str) -> bool:
+        """Whether `principal` holds `scope`. With auth disabled everybody does: nothing is a boundary then."""
+        return self.disabled or scope in self._scopes.get(principal, ())
 
     def authenticate(self, presented: str | None) -> str | None:
         """The principal of the presented key, or None; `anonymous` when auth is disabled."""

@@ -22,6 +22,11 @@ class UnauthorizedError(DataAgentError):
     default_message = "A valid API key is required"
 
 
+class ForbiddenError(DataAgentError):
+    code = "forbidden"
+    default_message = "This API key may not do that"
+
+
 class SessionNotFoundError(DataAgentError):
     code = "session_not_found"
     default_message = "Session not found"

@@ -143,7 +143,8 @@ class Container(containers.DeclarativeContainer):
     orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)
     authenticator = providers.Singleton(
-        ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled
+        ApiKeyAuthenticator, settings.provided.api_keys, settings.provided.auth_disabled,
+        settings.provided.scopes_by_principal,
     )
 
     socket_settings = providers.Factory(

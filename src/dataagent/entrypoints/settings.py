@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dataagent.application.auth import SCOPES
+
 ENV_PREFIX = "DATAAGENT_"
 AGENT_KEYWORDS = ("auto", "demo", "llm")
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # `principal:scope` pairs (application/auth.py SCOPES), e.g. `ops:admin,backend:end_users`
+    key_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     session_timeout: float = Field(3600, gt=0)
     auth_disabled: bool = False
@@ -137,10 +141,29 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(100, ge=4)
     run_lease: float = Field(6, ge=1)
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "key_scopes", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> list[str]:
         return parse_list(value)
+
+    @field_validator("key_scopes")
+    @classmethod
+    def _check_scopes(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            principal, _, scope = entry.rpartition(":")
+            if not principal or scope not in SCOPES:
+                raise ValueError(
+                    f"{entry!r} is not principal:scope with a scope among {', '.join(sorted(SCOPES))}")
+        return value
+
+    @property
+    def scopes_by_principal(self) -> dict[str, set[str]]:
+        """DATAAGENT_KEY_SCOPES as {principal: scopes}."""
+        granted: dict[str, set[str]] = {}
+        for entry in self.key_scopes:
+            principal, _, scope = entry.rpartition(":")
+            granted.setdefault(principal, set()).add(scope)
+        return granted
 
     @field_validator("mysql_url", mode="before")
     @classmethod

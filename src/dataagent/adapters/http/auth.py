@@ -2,7 +2,7 @@
 also `?api_key=`, as an EventSource cannot set headers)."""
 
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from dataagent.application.auth import ApiKeyAuthenticator
-from dataagent.domain.errors import UnauthorizedError
+from dataagent.domain.errors import ForbiddenError, UnauthorizedError
 
 # Declared in the OpenAPI document only (auto_error=False): the key is checked below, as before.
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (DATAAGENT_API_KEYS)")
@@ -58,3 +58,18 @@ async def require_principal_or_query_key(
     if principal is None:
         raise UnauthorizedError()
     return principal
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[str]]:
+    """A dependency: the calling principal if its key holds `scope` (DATAAGENT_KEY_SCOPES); 403 forbidden else."""
+
+    @inject
+    async def dependency(
+        principal: Annotated[str, Depends(require_principal)],
+        authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    ) -> str:
+        if not authenticator.has_scope(principal, scope):
+            raise ForbiddenError(f"This API key lacks the {scope!r} scope (DATAAGENT_KEY_SCOPES)")
+        return principal
+
+    return dependency

@@ -17,6 +17,7 @@ log = logging.getLogger("dataagent.http")
 
 STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
+    "forbidden": 403,
     "session_not_found": 404,
     "no_active_run": 404,
     "interrupt_not_found": 404,
@@ -42,7 +43,8 @@ RETRY_AFTER_S = {
     "capacity_exceeded": "1", "store_unavailable": "5", "broker_unavailable": "5", "data_source_unavailable": "5",
 }
 _HTTP_CODES = {
-    400: "validation_error", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    400: "validation_error", 401: "unauthorized", 403: "forbidden",
+    404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
 }
 
 
