@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from dataagent import __version__
-from dataagent.entrypoints.logs import configure_logging
+from dataagent.entrypoints.logs import configure_logging, logging_config
 from dataagent.entrypoints.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
@@ -63,14 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     except EngineLoadError as exc:
         print(f"dataagent-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _check_store(settings)
     from dataagent.entrypoints.app import create_app, ensure_api_key
 
     settings = ensure_api_key(settings)
     common: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "log_level": settings.log_level,
-        "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
+        "access_log": settings.access_log, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
+        "log_config": logging_config(settings.log_level, settings.log_format, settings.access_log),
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
         "timeout_graceful_shutdown": settings.shutdown_timeout,

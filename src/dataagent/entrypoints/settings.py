@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(64 * 1024, ge=256)
     agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    log_format: Literal["text", "json"] = "text"  # entrypoints/logs.py
+    access_log: bool = True  # a line per HTTP request and WebSocket handshake (uvicorn's access log)
     demo_chunks: int = Field(20, ge=1, le=100_000)
     demo_chunk_delay_ms: float = Field(25, ge=0)
     sql_max_rows: int = Field(200, ge=1, le=100_000)
@@ -179,7 +181,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a mysql:// or mariadb:// URL")
         return str(raw).strip()
 
-    @field_validator("log_level", "session_store", "hitl_policy", "broker", mode="before")
+    @field_validator("log_level", "log_format", "session_store", "hitl_policy", "broker", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
