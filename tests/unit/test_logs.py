@@ -71,3 +71,10 @@ def test_the_json_line_holds_the_fields_of_the_task_that_logged() -> None:
 def test_the_text_line_is_time_level_logger_message() -> None:
     line = TextFormatter().format(masked(access_record("/x?api_key=" + SECRET)))
     assert line.endswith(' INFO uvicorn.access: 127.0.0.1:5000 - "GET /x?api_key=*** HTTP/1.1" 200'), line
+
+
+def test_the_password_of_a_url_and_a_password_parameter_are_masked() -> None:
+    record = masked(logging.LogRecord("dataagent", logging.ERROR, __file__, 1, "cannot use %s (%s)", (
+        "mysql+asyncmy://app:p@ss/w#rd@db:3306/dataagent", "password=hunter2&x=1"), None))
+    assert TextFormatter().format(record).endswith(
+        "cannot use mysql+asyncmy://app:***@db:3306/dataagent (password=***&x=1)")

@@ -1,6 +1,6 @@
 """Logging: one configuration for every start form (`dataagent-server`, its workers, `uvicorn ...:app`), the
 readable or JSON line format, the request/session/run/principal of each line, and the filters that keep API
-keys out of every log line."""
+keys (and passwords) out of every log line."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from typing import Any
 from dataagent.application import logcontext
 
 # `api_key=`, also with its underscore percent-encoded (`api%5Fkey=`), as Starlette decodes both
-_SECRET_QUERY = re.compile(r"((?:api(?:_|%5f)key|apikey|token)=)[^&\s\"'\\]+", re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"((?:api(?:_|%5f)key|apikey|token|password)=)[^&\s\"'\\]+", re.IGNORECASE)
+# the password of a URL (`mysql://user:password@host/db`)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)\S+@", re.IGNORECASE)  # to the last @: raw @ too
 _LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "dataagent")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
 
 
 def redact(text: str) -> str:
-    return _SECRET_QUERY.sub(r"\1***", text)
+    return _URL_PASSWORD.sub(r"\1***@", _SECRET_QUERY.sub(r"\1***", text))
 
 
 class _Redacted:
