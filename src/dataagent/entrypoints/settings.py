@@ -18,6 +18,7 @@ ENV_PREFIX = "DATAAGENT_"
 AGENT_KEYWORDS = ("auto", "demo", "llm")
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _SECRET_FIELDS = ("password", "key", "url")
+_JSON_START = re.compile(r"^\[\s*(\"|\]|$)")  # `["...` or `[]`: meant as JSON (`[abc,def` is the comma form)
 
 
 class SettingsError(Exception):
@@ -25,12 +26,16 @@ class SettingsError(Exception):
 
 
 def parse_list(value: Any) -> list[str]:
-    """A JSON list or the comma form (`a,b`); blanks are dropped."""
+    """A JSON list or the comma form (`a,b`); blanks are dropped. A value that starts like a JSON list of
+    strings (`["` or `[]`) and does not parse is an error, not a comma list with a key `["a"`."""
     if value is None:
         return []
     if isinstance(value, str):
         text = value.strip()
         decoded = _json_list(text) if text.startswith("[") else None
+        if decoded is None and _JSON_START.match(text):
+            raise ValueError("starts like a JSON list but is not valid JSON: write a JSON list such as "
+                             '["key1", "key2"] or the comma form key1,key2')
         if decoded is None:
             return [part.strip() for part in text.split(",") if part.strip()]
         value = decoded
