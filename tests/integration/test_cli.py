@@ -238,3 +238,16 @@ def test_version_flag_prints_the_version_and_exits_zero() -> None:
     result = subprocess.run(cli_command() + ["--version"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout.startswith("dataagent-server ") and dataagent.__version__ in result.stdout
+
+
+def test_the_dockerfile_healthcheck_passes_on_the_port_in_dataagent_port_and_fails_elsewhere() -> None:
+    from tests.unit.test_compose import healthcheck_command
+
+    command = [sys.executable, *healthcheck_command()[1:]]  # `python` of the image: this interpreter
+    port, nothing = free_port(), free_port()
+    with running(cli_command(), child_env(API_KEYS="k", HOST="127.0.0.1", PORT=str(port)), port) as server:
+        wait_healthy(server)
+        for listening, expected in ((port, 0), (nothing, 1)):
+            env = {"PATH": os.environ["PATH"], "DATAAGENT_PORT": str(listening)}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+            assert done.returncode == expected, done.stderr

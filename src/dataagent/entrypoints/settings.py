@@ -21,6 +21,13 @@ _SECRET_FIELDS = ("password", "key", "url")
 _JSON_START = re.compile(r"^\[\s*(\"|\]|$)")  # `["...` or `[]`: meant as JSON (`[abc,def` is the comma form)
 
 
+_RAW_PASSWORD = (
+    "cannot be read: a user or password with @, /, #, ? or : must be percent-encoded in the URL (@ as %40, "
+    "/ as %2F, # as %23, ? as %3F, : as %3A), or set DATAAGENT_MYSQL_HOST, _USER, _PASSWORD and _DATABASE "
+    "instead (any password character works there)"
+)
+
+
 class SettingsError(Exception):
     """A setting has a bad value; the message names each variable, one per line."""
 
@@ -182,6 +189,10 @@ class Settings(BaseSettings):
             url = make_url(str(raw).strip())
         except ArgumentError:
             raise ValueError("must be a URL such as mysql://user:password@host:3306/dataagent") from None
+        except ValueError:  # `invalid literal for int()`: a raw `@` or `:` in the password made a bad port
+            raise ValueError(_RAW_PASSWORD) from None
+        if any(c in (url.host or "") for c in "@/#?") or any(c in (url.database or "") for c in "@#"):
+            raise ValueError(_RAW_PASSWORD)
         if url.get_backend_name() not in ("mysql", "mariadb"):
             raise ValueError("must be a mysql:// or mariadb:// URL")
         return str(raw).strip()
