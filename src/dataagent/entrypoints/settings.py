@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     log_format: Literal["text", "json"] = "text"  # entrypoints/logs.py
-    access_log: bool = True  # a line per HTTP request and WebSocket handshake (uvicorn's access log)
+    access_log: bool = True  # a line per HTTP request (uvicorn's access log; WebSocket handshakes either way)
     demo_chunks: int = Field(20, ge=1, le=100_000)
     demo_chunk_delay_ms: float = Field(25, ge=0)
     sql_max_rows: int = Field(200, ge=1, le=100_000)
