@@ -102,6 +102,7 @@ def test_with_no_settings_at_all_the_server_starts_and_enforces_a_generated_key_
 @pytest.mark.parametrize(("variable", "value", "word"), [
     ("MAX_CONNECTIONS", "lots", "integer"),
     ("API_KEYS", '["a", ', "JSON"),  # starts like JSON and does not parse: not a key `["a"`
+    ("MYSQL_URL", "mysql://app:p@ss:w0rd@db:3306/dataagent", "percent-encoded"),  # not `invalid literal for int()`
 ])
 def test_a_bad_setting_exits_non_zero_at_once_with_one_line_naming_the_variable(
     form: str, variable: str, value: str, word: str
