@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -120,4 +121,22 @@ async def test_json_format_is_one_object_a_line_in_each_start_form(form: str) ->
     assert "api_key=***" in access["message"]
     assert (access["request_id"], access["session_id"], access["principal"]) == (request_id, "logged", "demo")
     assert "api_key=***" in json.loads(socket)["message"]
+    assert_clean(output, ("probe=rest1", "probe=rest2", "probe=ws1"))
+
+
+async def test_uvicorns_log_config_is_kept_and_still_masks_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"mine": {"format": "MINE %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "mine"}},
+        "root": {"level": "INFO", "handlers": ["h"]},
+    }))
+    port = free_port()
+    async with form_env("uvicorn dataagent_server.main:app", "json") as env:
+        with running(uvicorn_command(port, "--log-config", str(config)), env, port) as server:
+            rest, _, _ = await exercise(server, 1, "memory")
+        output = server.text()
+    assert rest.startswith("MINE INFO uvicorn.access ") and "api_key=***" in rest, rest
+    assert all(line.startswith("MINE ") for line in output.splitlines() if line.strip()), output
     assert_clean(output, ("probe=rest1", "probe=rest2", "probe=ws1"))

@@ -169,7 +169,11 @@ def _add_once(target: logging.Filterer, kind: type[logging.Filter]) -> None:
 
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Apply `logging_config` in this process. Under `uvicorn ...:app`, uvicorn has set up its loggers
-    already: its `--no-access-log` (an access logger without handlers that does not propagate) is kept."""
+    already: its `--no-access-log` (an access logger without handlers that does not propagate) is kept, and
+    a `--log-config` that gives the root logger handlers of its own is kept whole (only the key filters join)."""
+    if any(not isinstance(h.formatter, TextFormatter | JsonFormatter) for h in logging.getLogger().handlers):
+        install_redaction()
+        return
     access = logging.getLogger("uvicorn.access")
     access_off = "uvicorn.access" in logging.Logger.manager.loggerDict and not access.handlers \
         and not access.propagate
