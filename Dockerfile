@@ -16,7 +16,8 @@ RUN pip install /wheels/*.whl && rm -rf /wheels \
 USER dataagent
 WORKDIR /home/dataagent
 EXPOSE 8000
+# the port the server listens on: DATAAGENT_PORT, as set for the container (docker run -e DATAAGENT_PORT=9000)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/v1/health' % os.environ.get('DATAAGENT_PORT', '8000'), timeout=2)"]
 # dataagent-server checks the store first: MySQL unreachable at start is one clear line and exit code 1
 CMD ["dataagent-server"]

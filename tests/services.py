@@ -10,6 +10,14 @@ import socket
 
 import pytest
 
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# The Redis database tests may use (shared: each test has its own key prefix and deletes only its keys)
+REDIS_DB = int(os.environ.get("DATAAGENT_TEST_REDIS_DB", "7"))
+
+
+def redis_url(port: int = REDIS_PORT, db: int = REDIS_DB) -> str:
+    return f"redis://{REDIS_HOST}:{port}/{db}"
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

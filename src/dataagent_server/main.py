@@ -1,5 +1,6 @@
-"""Keeps the seed's documented `uvicorn dataagent_server.main:app` working."""
+"""Keeps the seed's documented `uvicorn dataagent_server.main:app` working, with the logging, settings checks
+and start-up lines of `dataagent-server`."""
 
-from dataagent.entrypoints.app import create_app
+from dataagent.entrypoints.app import from_environment
 
-app = create_app()
+app = from_environment()

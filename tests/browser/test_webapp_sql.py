@@ -106,10 +106,9 @@ def test_editing_runs_the_edited_statement_and_shows_its_result(tab: Tab) -> Non
 
 def test_rejecting_with_a_reason_shows_it_and_the_agent_goes_on(tab: Tab) -> None:
     tab.open()
-    tab.ask("DELETE FROM customers")
+    tab.ask("SELECT name, email FROM customers")
     card = card_of(tab)
-    assert card.locator(".badge.writes").text_content() == "writes"
-    assert card.locator(".statement-type").text_content() == "DELETE"
+    assert card.locator(".statement-type").text_content() == "SELECT"
     card.locator("input.reason").fill("not on a Friday")
     card.locator("button.reject").click()
     expect(card.locator(".outcome")).to_have_text("Rejected: not on a Friday")
@@ -117,6 +116,14 @@ def test_rejecting_with_a_reason_shows_it_and_the_agent_goes_on(tab: Tab) -> Non
     assert "did not run the statement" in run.locator(".md").text_content()
     assert run.locator(".result").count() == 0
     tab.shot("sql-rejected")
+
+
+def test_a_write_gets_no_approval_card_and_the_answer_says_it_was_refused(tab: Tab) -> None:
+    tab.open()
+    tab.ask("DELETE FROM customers")
+    run = tab.last_run("completed")
+    assert "refused before approval" in run.locator(".md").text_content()
+    assert tab.page.locator(".approval").count() == 0 and run.locator(".result").count() == 0
 
 
 def test_a_decision_made_elsewhere_shows_on_the_card(tab: Tab) -> None:

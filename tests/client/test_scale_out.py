@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from dataagent.client import AsyncDataAgentClient, DoneEvent, Event, HitlEvent, TextEvent, ToolResultEvent
-from tests.integration.test_scale_out import REDIS_HOST, REDIS_PORT, delete_keys, new_prefix, server_env, start_server
+from tests.integration.test_scale_out import delete_keys, new_prefix, server_env, start_server
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database
-from tests.services import require_service
+from tests.services import REDIS_HOST, REDIS_PORT, require_service
 from tests.support import KEY_A, ServerProcess, eventually, wait_healthy
 from tests.tcp_proxy import TcpProxy
 

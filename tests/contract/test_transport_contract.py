@@ -23,9 +23,9 @@ from dataagent.application.streams import Subscription
 from dataagent.application.transport import RunControl
 from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.events import RunEvent
-from tests.services import require_service
+from tests.services import REDIS_HOST, REDIS_PORT, redis_url, require_service
 
-URL = "redis://127.0.0.1:6379/8"
+URL = redis_url()  # shared: each test has its own key prefix
 MakeHub = Callable[..., Awaitable[EventHub]]
 
 redis_param = pytest.param("redis", marks=[pytest.mark.redis, pytest.mark.integration])
@@ -39,7 +39,7 @@ async def make_hub(request: pytest.FixtureRequest) -> AsyncIterator[MakeHub]:
     started: list[tuple[EventHub, Any]] = []
     prefix = f"test-{secrets.token_hex(4)}:"
     if request.param == "redis":
-        require_service("127.0.0.1", 6379, "Redis")
+        require_service(REDIS_HOST, REDIS_PORT, "Redis")
 
     async def make(replay_events: int = 1000, **options: Any) -> EventHub:
         if request.param == "memory":
@@ -278,7 +278,7 @@ async def test_redis_an_expired_lease_is_closed_by_one_other_hub_numbering_above
 @pytest.mark.redis
 @pytest.mark.integration
 async def test_redis_close_right_after_start_returns_promptly() -> None:
-    require_service("127.0.0.1", 6379, "Redis")
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
     for _ in range(10):
         client = make_client(URL, 5)
         hub = redis_hub(RedisTransport(client, prefix=f"test-{secrets.token_hex(4)}:"))

@@ -98,17 +98,37 @@ def test_with_no_settings_at_all_the_server_starts_and_enforces_a_generated_key_
             assert info["user_id"] == "default"
 
 
-def test_a_bad_setting_exits_non_zero_at_once_with_one_line_naming_the_variable() -> None:
+@pytest.mark.parametrize("form", ["cli", "uvicorn"])
+@pytest.mark.parametrize(("variable", "value", "word"), [
+    ("MAX_CONNECTIONS", "lots", "integer"),
+    ("API_KEYS", '["a", ', "JSON"),  # starts like JSON and does not parse: not a key `["a"`
+    ("MYSQL_URL", "mysql://app:p@ss:w0rd@db:3306/dataagent", "percent-encoded"),  # not `invalid literal for int()`
+])
+def test_a_bad_setting_exits_non_zero_at_once_with_one_line_naming_the_variable(
+    form: str, variable: str, value: str, word: str
+) -> None:
     port = free_port()
-    args = cli_command() + ["--host", "127.0.0.1", "--port", str(port)]
-    with running(args, child_env(MAX_CONNECTIONS="lots"), port) as server:
+    args = cli_command() + ["--host", "127.0.0.1", "--port", str(port)] if form == "cli" else uvicorn_command(port)
+    with running(args, child_env(**{variable: value}), port) as server:
         assert exit_code(server, timeout=10) != 0
     output = server.text()
-    naming = [line for line in output.splitlines() if "DATAAGENT_MAX_CONNECTIONS" in line]
+    naming = [line for line in output.splitlines() if f"DATAAGENT_{variable}" in line]
     assert len(naming) == 1, output
-    assert "lots" in naming[0] or "integer" in naming[0]
+    assert word in naming[0]
     assert "Traceback" not in output and "Generated API key" not in output
     assert not port_is_open(port)
+
+
+def test_help_lists_every_environment_variable_with_its_default() -> None:
+    from dataagent.entrypoints.settings import Settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAGENT_")} | child_env()
+    result = subprocess.run(cli_command() + ["--help"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    listed = re.findall(r"^  (DATAAGENT_[A-Z_]+) +(\S+)$", result.stdout, re.MULTILINE)
+    assert [name for name, _ in listed] == [f"DATAAGENT_{field.upper()}" for field in Settings.model_fields]
+    assert ("DATAAGENT_PORT", "8000") in listed and ("DATAAGENT_LOG_FORMAT", "text") in listed
+    assert "README" in result.stdout
 
 
 def test_a_bad_data_policy_file_stops_start_up_with_one_line_naming_the_place(tmp_path: Path) -> None:
@@ -219,3 +239,16 @@ def test_version_flag_prints_the_version_and_exits_zero() -> None:
     result = subprocess.run(cli_command() + ["--version"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout.startswith("dataagent-server ") and dataagent.__version__ in result.stdout
+
+
+def test_the_dockerfile_healthcheck_passes_on_the_port_in_dataagent_port_and_fails_elsewhere() -> None:
+    from tests.unit.test_compose import healthcheck_command
+
+    command = [sys.executable, *healthcheck_command()[1:]]  # `python` of the image: this interpreter
+    port, nothing = free_port(), free_port()
+    with running(cli_command(), child_env(API_KEYS="k", HOST="127.0.0.1", PORT=str(port)), port) as server:
+        wait_healthy(server)
+        for listening, expected in ((port, 0), (nothing, 1)):
+            env = {"PATH": os.environ["PATH"], "DATAAGENT_PORT": str(listening)}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+            assert done.returncode == expected, done.stderr

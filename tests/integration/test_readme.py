@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,30 +24,36 @@ def readme_block(name: str) -> str:
     return match.group(1)
 
 
-def run_shell(block: str, port: int) -> str:
+def run_shell(block: str, port: int, tmp: Path) -> str:
+    """Run a README block as written (the port aside) with a temporary directory of its own, which it leaves
+    empty: no fixed file names that two runs on one machine would share."""
+    assert not re.search(r"/tmp/|TMPDIR", block), "a README block names a fixed temporary file"
     script = block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp)}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert not list(tmp.iterdir()), "a README block left a temporary file behind"
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the README session needs curl and jq")
-def test_the_readme_curl_sessions_work_verbatim() -> None:
+def test_the_readme_curl_sessions_work_verbatim(tmp_path: Path) -> None:
     port = free_port()
     server = spawn(cli_command() + ["--host", "127.0.0.1", "--port", str(port)],
                    {"DATAAGENT_API_KEYS": "demo:demo-key-123"}, port)
     try:
         wait_healthy(server)
-        out = run_shell(readme_block("curl-session"), port)
+        out = run_shell(readme_block("curl-session"), port, tmp_path)
         assert '"status": "ok"' in out
         assert "Which city has the most customers?" in out and '"status": "completed"' in out
         assert '"title": "你好! Which city has the most customers?"' in out
         assert '"status": "cancelled"' in out
         assert "204" in out and '"error_code": "session_not_found"' in out
-        out = run_shell(readme_block("sse-session"), port)
+        out = run_shell(readme_block("sse-session"), port, tmp_path)
         assert out.count("1 event: run_started") == 2 and out.count("1 event: done") == 2, out
         assert "event: connected" in out and '"recovered":true' in out and '"run_id":' in out, out
-        out = run_shell(readme_block("hitl-session"), port)
+        out = run_shell(readme_block("hitl-session"), port, tmp_path)
         assert '"status": "awaiting_approval"' in out and '"name": "run_sql"' in out
         assert '"status": "completed"' in out and '"columns": [' in out
     finally:

@@ -70,20 +70,34 @@ async def test_the_worked_example_is_what_the_server_sends(fake_openai: FakeOpen
 
 
 def test_the_custom_engine_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its tool call, its result, and an approval, an edit (the edited arguments are used) and a reject."""
     (tmp_path / "my_engine.py").write_text(readme_block("custom-engine"))
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    async def conversation() -> tuple[str, str]:
+    def of(kind: str, events: list[Any]) -> list[dict[str, Any]]:
+        return [e.data for e in events if e.event_type == kind]
+
+    async def conversation() -> list[Any]:
         engine = build_engine(Settings(agent="my_engine:make_engine"))
         core = build_core(engine)
-        asked = await core.chat.chat("me", "hello world", "s1")
-        assert asked.status == "awaiting_approval"
-        assert asked.events[-1].data["action"] == {"name": "shout", "args": {"text": "hello world"},
-                                                   "description": "Shout it?"}
-        shouted = await core.chat.decide_and_wait("me", "s1", None, [{"type": "approve"}])
-        await core.chat.chat("me", "psst", "s1")
-        whispered = await core.chat.decide_and_wait("me", "s1", None, [{"type": "reject"}])
+        answers = []
+        for question, decision in (("hello world", {"type": "approve"}),
+                                   ("hello world", {"type": "edit", "args": {"text": "good bye"}}),
+                                   ("psst", {"type": "reject", "message": "not now"})):
+            asked = await core.chat.chat("me", question, "s1")
+            assert asked.status == "awaiting_approval"
+            call = of("tool_call", asked.events)[0]
+            assert (call["tool_name"], call["tool_args"]) == ("shout", {"text": question})
+            assert asked.events[-1].data["action"] == {"name": "shout", "args": {"text": question},
+                                                       "description": "Shout it?"}
+            answers.append(await core.chat.decide_and_wait("me", "s1", None, [decision]))
         await engine.close()
-        return shouted.content, whispered.content
+        return answers
 
-    assert asyncio.run(conversation()) == ("HELLO WORLD ", "(quietly) psst")
+    approved, edited, rejected = asyncio.run(conversation())
+    assert approved.content == "HELLO WORLD " and edited.content == "GOOD BYE "
+    assert [(r["result"], r["status"]) for r in of("tool_result", approved.events)] == [("HELLO WORLD", "success")]
+    assert [(r["result"], r["status"]) for r in of("tool_result", edited.events)] == [("GOOD BYE", "success")]
+    assert rejected.content == "(quietly) psst"
+    assert [(r["result"], r["status"]) for r in of("tool_result", rejected.events)] == [
+        ("Not shouted: not now", "error")]

@@ -16,11 +16,11 @@ from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.application.hub import EventHub
 from dataagent.application.streams import Subscription
 from dataagent.domain.events import RunEvent
-from tests.services import require_service
+from tests.services import REDIS_HOST, REDIS_PORT, redis_url, require_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
-URL = "redis://127.0.0.1:6379/8"  # shared: each test has its own key prefix, and deletes only its keys
+URL = redis_url()  # shared: each test has its own key prefix, and deletes only its keys
 
 
 async def delete_keys(admin: aioredis.Redis, prefix: str) -> None:
@@ -32,7 +32,7 @@ async def delete_keys(admin: aioredis.Redis, prefix: str) -> None:
 @contextlib.asynccontextmanager
 async def brokers(n: int, max_connections: int = 100, **options: Any) -> AsyncIterator[list[EventHub]]:
     """`n` hubs over Redis transports of their own, as `n` processes would hold; `transport(hub)` reaches under."""
-    require_service("127.0.0.1", 6379, "Redis")
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
     admin = aioredis.Redis.from_url(URL)
     prefix = f"test-{secrets.token_hex(4)}:"
     transports = [RedisTransport(make_client(URL, max_connections), prefix=prefix, **options) for _ in range(n)]

@@ -148,7 +148,7 @@ async def test_malformed_decisions_are_422() -> None:
         assert r.status_code == 422
 
 
-async def test_an_undecided_request_times_out_as_reject() -> None:
+async def test_an_undecided_request_times_out_as_reject_and_reads_as_a_timeout() -> None:
     async with live_server(make_settings(hitl_timeout=0.3)) as srv, srv.client() as c:
         hitl = hitl_of(await ask(c, "SELECT 1"))
 
@@ -159,6 +159,8 @@ async def test_an_undecided_request_times_out_as_reject() -> None:
         messages = await eventually(answered, timeout=5, what="the answer after the timeout")
         assert messages[-1]["status"] == "completed"
         assert messages[-2]["role"] == "tool" and messages[-2]["status"] == "error"
+        for said in (messages[-2]["content"], messages[-1]["content"]):  # the tool result, the answer
+            assert "timed out" in said and "reject" not in said.lower(), said
         r = await decide(c, hitl["interrupt_id"], {"type": "approve"})
         assert r.status_code == 409
         assert r.json()["details"]["decision"]["source"] == "timeout"
@@ -175,16 +177,24 @@ async def test_cancel_while_awaiting_approval_resolves_the_interrupt() -> None:
         assert r.status_code == 409 and r.json()["details"]["decision"]["source"] == "cancel"
 
 
-async def test_a_write_is_refused_and_the_data_is_unchanged() -> None:
+async def test_a_write_is_refused_before_approval_and_the_data_is_unchanged() -> None:
+    """As the LLM engine does: nobody is asked to approve what the read-only database cannot run."""
     async with live_server() as srv, srv.client() as c:
         before = await _count_orders(c, "w1")
-        hitl = hitl_of(await ask(c, "DELETE FROM orders", "w2"))
-        assert hitl["action"]["args"]["read_only"] is False
-        assert hitl["action"]["args"]["statement_type"] == "DELETE"
-        body = (await decide(c, hitl["interrupt_id"], {"type": "approve"}, "w2")).json()
-        assert body["status"] == "completed"
-        assert events_of(body, "tool_result")[0]["status"] == "error"
+        body = await ask(c, "DELETE FROM orders", "w2")
+        assert body["status"] == "completed" and not events_of(body, "hitl"), body
+        call = events_of(body, "tool_call")[0]
+        assert call["tool_args"]["read_only"] is False and call["tool_args"]["statement_type"] == "DELETE"
+        result = events_of(body, "tool_result")[0]
+        assert result["status"] == "error" and "only read-only queries" in result["result"]
+        assert "refused before approval" in body["content"]
         assert await _count_orders(c, "w3") == before > 0
+
+
+async def test_a_one_row_result_is_said_as_one_row() -> None:
+    async with live_server(make_settings(hitl_policy="never")) as srv, srv.client() as c:
+        body = await ask(c, "SELECT COUNT(*) AS n FROM orders")
+        assert "The query returned 1 row." in body["content"], body["content"]
 
 
 async def _count_orders(c: httpx.AsyncClient, session_id: str) -> int:
@@ -195,7 +205,9 @@ async def _count_orders(c: httpx.AsyncClient, session_id: str) -> int:
 
 @pytest.mark.parametrize(("policy", "sql", "asks"), [
     ("never", "SELECT 1", False), ("never", "DELETE FROM orders", False),
-    ("writes", "SELECT 1", False), ("writes", "DELETE FROM orders", True), ("always", "SELECT 1", True),
+    ("writes", "SELECT 1", False), ("always", "SELECT 1", True),
+    # a write: refused before approval on the read-only demo database, whatever the policy
+    ("writes", "DELETE FROM orders", False), ("always", "DELETE FROM orders", False),
 ])
 async def test_hitl_policy_decides_what_needs_approval(policy: str, sql: str, asks: bool) -> None:
     async with live_server(make_settings(hitl_policy=policy)) as srv, srv.client() as c:

@@ -24,7 +24,7 @@ import websockets
 
 from tests.integration.test_cli import PYTHONPATH
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database
-from tests.services import require_service
+from tests.services import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_url, require_service
 from tests.support import (
     KEY_A,
     KEY_B,
@@ -42,15 +42,13 @@ from tests.tcp_proxy import ThreadedTcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.redis]
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_DB = 7  # shared with whoever else uses this Redis: each cluster has its own key prefix, never a FLUSHDB
 SQL = "select name, city from customers order by id limit 5"
 
 
 def server_env(database: str, redis_port: int, prefix: str, **extra: str) -> dict[str, str]:
     values = {
         "SESSION_STORE": "mysql", "MYSQL_HOST": MYSQL_HOST, "MYSQL_PORT": str(MYSQL_PORT), "MYSQL_DATABASE": database,
-        "BROKER": "redis", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/{REDIS_DB}", "REDIS_PREFIX": prefix,
+        "BROKER": "redis", "REDIS_URL": redis_url(redis_port), "REDIS_PREFIX": prefix,
         "API_KEYS": f"alice:{KEY_A},bob:{KEY_B}", "DEMO_CHUNKS": "60", "DEMO_CHUNK_DELAY_MS": "20",
         "RUN_LEASE": "2", "LOG_LEVEL": "warning",
     } | extra

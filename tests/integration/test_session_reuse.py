@@ -23,7 +23,7 @@ import websockets
 from dataagent.domain.models import Session
 from tests.integration.test_scale_out import delete_keys, new_prefix, server_env, start_server
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database, fresh_database
-from tests.services import require_service
+from tests.services import REDIS_HOST, REDIS_PORT, require_service
 from tests.support import KEY_A, KEY_B, ServerProcess, WsClient, live_server, make_settings, wait_healthy, ws_connect
 from tests.support.polling import eventually
 
@@ -241,14 +241,14 @@ class Pair:
 @pytest.fixture(scope="module", params=ENDS)
 def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Pair, str]]:
     require_service(MYSQL_HOST, MYSQL_PORT, "MariaDB")
-    require_service("127.0.0.1", 6379, "Redis")
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
     end = str(request.param)
     prefix = new_prefix()
     database = asyncio.run(create_database("dataagent_reuse2"))
     extra = {"DEMO_CHUNKS": "8", "DEMO_CHUNK_DELAY_MS": "1"}
     if end == "expire":
         extra |= {"SESSION_TIMEOUT": str(TIMEOUT_S), "EXPIRY_INTERVAL": "0.1"}
-    env = server_env(database, 6379, prefix, **extra)
+    env = server_env(database, REDIS_PORT, prefix, **extra)
     servers = [start_server(env), start_server(env)]
     try:
         for s in servers:

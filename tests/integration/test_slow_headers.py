@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from tests.integration.test_cli import PYTHONPATH, running, uvicorn_command
-from tests.integration.test_scale_out import REDIS_PORT, delete_keys, new_prefix, server_env
+from tests.integration.test_scale_out import delete_keys, new_prefix, server_env
 from tests.mysqldb import fresh_database
+from tests.services import REDIS_PORT
 from tests.support import ServerProcess, cli_command, free_port, live_server, make_settings, wait_healthy
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 
 from tests.integration.test_scale_out import delete_keys, new_prefix, server_env, start_server
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, create_database, drop_database
-from tests.services import require_service
+from tests.services import REDIS_HOST, REDIS_PORT, require_service
 from tests.support import ServerProcess, wait_healthy
 from tests.support.frames import assert_contiguous, kinds, stored_answer, text_of
 
@@ -33,10 +33,10 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
     require_service(MYSQL_HOST, MYSQL_PORT, "MariaDB")
-    require_service("127.0.0.1", 6379, "Redis")
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
     prefix = new_prefix()
     database = asyncio.run(create_database("dataagent_sse"))
-    env = server_env(database, 6379, prefix)
+    env = server_env(database, REDIS_PORT, prefix)
     servers = [start_server(env), start_server(env)]
     try:
         for server in servers:

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.integration.test_cli import PYTHONPATH, exit_code, port_is_open, running, wait_output
-from tests.integration.test_scale_out import REDIS_HOST, REDIS_PORT, delete_keys, new_prefix, server_env, texts
+from tests.integration.test_scale_out import delete_keys, new_prefix, server_env, texts
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
-from tests.services import require_service
+from tests.services import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_url, require_service
 from tests.support import ServerProcess, WsClient, cli_command, free_port, ws_connect
 from tests.support.polling import eventually
 
@@ -145,7 +145,7 @@ def test_two_workers_without_a_shared_store_and_broker_refuse_to_start(store: st
     port = free_port()
     env = {"PYTHONPATH": PYTHONPATH, "DATAAGENT_SESSION_STORE": store, "DATAAGENT_BROKER": broker,
            "DATAAGENT_MYSQL_HOST": MYSQL_HOST, "DATAAGENT_MYSQL_PORT": str(MYSQL_PORT),
-           "DATAAGENT_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/7", "DATAAGENT_API_KEYS": "k"}
+           "DATAAGENT_REDIS_URL": redis_url(), "DATAAGENT_API_KEYS": "k"}
     with running(workers_args(port), env, port) as server:
         assert exit_code(server, timeout=10) == 2
     output = server.text()
@@ -156,10 +156,10 @@ def test_two_workers_without_a_shared_store_and_broker_refuse_to_start(store: st
 def test_an_unreachable_redis_stops_start_up_with_one_line() -> None:
     port, nothing = free_port(), free_port()  # nothing listens on `nothing`
     env = {"PYTHONPATH": PYTHONPATH, "DATAAGENT_BROKER": "redis", "DATAAGENT_API_KEYS": "k",
-           "DATAAGENT_REDIS_URL": f"redis://127.0.0.1:{nothing}/7"}
+           "DATAAGENT_REDIS_URL": redis_url(nothing)}
     with running(cli_command() + ["--host", "127.0.0.1", "--port", str(port)], env, port) as server:
         assert exit_code(server, timeout=15) == 1
     output = server.text()
     lines = [line for line in output.splitlines() if "cannot use Redis" in line]
-    assert len(lines) == 1 and f"127.0.0.1:{nothing}/7" in lines[0] and "Traceback" not in output, output
+    assert len(lines) == 1 and f"127.0.0.1:{nothing}/{REDIS_DB}" in lines[0] and "Traceback" not in output, output
     assert not re.search(r"Generated API key", output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from dataagent.entrypoints.settings import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 _DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):?-(?P<default>[^}]*)\}$")
+_REQUIRED = re.compile(r"^\$\{(?P<name>\w+):\?(?P<error>[^}]+)\}$")
+COMPOSE_KEY = "demo:compose-test-key"  # what an operator sets for a required `${NAME:?...}`
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +26,35 @@ def compose() -> dict[str, Any]:
 
 
 def resolved(value: Any) -> str:
-    """A compose value with `${NAME:-default}` replaced by its default, as with an empty environment."""
+    """A compose value with `${NAME:-default}` replaced by its default, as with an empty environment, and a
+    required `${NAME:?error}` by what an operator sets."""
     match = _DEFAULTED.match(str(value))
-    return match.group("default") if match else str(value)
+    if match:
+        return match.group("default")
+    return COMPOSE_KEY if _REQUIRED.match(str(value)) else str(value)
+
+
+def test_compose_requires_an_api_key_so_a_restart_keeps_the_clients_key(compose: dict[str, Any]) -> None:
+    """Empty, the server would generate a new key at each restart; compose refuses to start without one."""
+    value = compose["services"]["server"]["environment"]["DATAAGENT_API_KEYS"]
+    required = _REQUIRED.match(value)
+    assert required and required.group("name") == "DATAAGENT_API_KEYS", value
+    assert "DATAAGENT_API_KEYS" in required.group("error")
+    settings = load_settings(api_keys=resolved(value))
+    assert settings.api_keys == [COMPOSE_KEY]
+
+
+def healthcheck_command() -> list[str]:
+    """The exec form of the Dockerfile's HEALTHCHECK (continued over lines with a backslash)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.MULTILINE)
+    assert found, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    return list(json.loads(found.group(1)))
+
+
+def test_the_dockerfile_healthcheck_reads_the_port_from_dataagent_port() -> None:
+    command = healthcheck_command()
+    assert command[:2] == ["python", "-c"] and "DATAAGENT_PORT" in command[2] and ":8000/" not in command[2]
 
 
 def test_there_is_a_server_a_mysql_and_a_redis_service_and_a_named_volume(compose: dict[str, Any]) -> None:

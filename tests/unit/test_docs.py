@@ -26,3 +26,20 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     missing = sorted(expected - documented_variables())
     assert not missing, f"settings missing from the README table: {missing}"
+
+
+ROOT = README.parent
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+NAMED_FILE = re.compile(r"`?([\w./-]+\.(?:md|py|ya?ml|toml|json))`? beside this file")
+
+
+def test_every_relative_link_and_file_said_to_be_beside_a_doc_exists() -> None:
+    broken = []
+    for doc in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        targets = [t for t in LINK.findall(text) if not re.match(r"^(https?:|mailto:|#)", t)]
+        targets += NAMED_FILE.findall(text)
+        for target in targets:
+            if not (doc.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, broken

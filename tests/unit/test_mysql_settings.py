@@ -44,6 +44,24 @@ def test_a_bad_mysql_url_is_one_line_without_the_url(value: str, monkeypatch: py
     assert "TopSecret" not in str(caught.value)
 
 
+@pytest.mark.parametrize("password", ["Top@Secret", "Top@Sec/ret", "To#p@Sec:ret", "Top@Sec:9ret", "To/p@Se#cret"])
+def test_a_raw_reserved_character_in_the_url_password_says_to_percent_encode_it(
+    password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_PREFIX + "MYSQL_URL", f"mysql://app:{password}@db.example:3306/dataagent")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert text.count("\n") == 0 and text.startswith(f"invalid setting {ENV_PREFIX}MYSQL_URL: ")
+    assert "percent-encoded" in text and "%40" in text and "DATAAGENT_MYSQL_HOST, _USER, _PASSWORD" in text
+    assert "Sec" not in text and "int()" not in text
+
+
+def test_a_percent_encoded_password_reaches_the_driver_decoded() -> None:
+    url = mysql_url(make_settings(mysql_url="mysql://app:To%23p%40Se%2Fc%3Aret@db.example:3306/dataagent"))
+    assert (url.password, url.host, url.port, url.database) == ("To#p@Se/c:ret", "db.example", 3306, "dataagent")
+
+
 def test_an_empty_mysql_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_PREFIX + "MYSQL_URL", "  ")
     assert load_settings().mysql_url is None

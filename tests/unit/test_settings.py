@@ -209,3 +209,15 @@ def test_overrides_win_over_the_environment_and_choices_ignore_case(clean_env: p
     settings = load_settings(port=9002)
     assert settings.port == 9002 and settings.session_store == "mysql" and settings.log_level == "warning"
     assert isinstance(Settings().port, int) and Settings().port == 9001
+
+
+@pytest.mark.parametrize("raw", ['["a", ', '["alice:k1"', '[ "a" "b"]', '[]x', '["a", "b"]]'])
+def test_a_list_that_starts_like_json_and_does_not_parse_is_one_line_without_the_value(
+    clean_env: pytest.MonkeyPatch, raw: str
+) -> None:
+    clean_env.setenv(ENV_PREFIX + "API_KEYS", raw)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "\n" not in text and ENV_PREFIX + "API_KEYS" in text and "JSON" in text, text
+    assert raw.strip() not in text  # the keys are secret

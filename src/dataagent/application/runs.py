@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from dataagent.application import logcontext
 from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
 from dataagent.application.hub import EventHub
@@ -131,6 +132,7 @@ class RunManager:
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
         )
+        logcontext.bind(session_id=sid)
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
         self._leases.ensure()
         return run
@@ -212,6 +214,7 @@ class RunManager:
         agen = self._engine.stream(ctx)
         run = live.run
         publish, keep_text, sid, run_id = self._broker.publish, run.text.append, run.session_id, run.run_id
+        logcontext.bind(session_id=sid, run_id=run_id)  # the principal: the caller's, inherited
         with live.scope:
             try:
                 async for output in agen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dataagent.application import logcontext
 from dataagent.application.hub import EventHub
 from dataagent.application.ports import SessionRepository
 from dataagent.application.streams import Subscription
@@ -57,10 +58,12 @@ class SessionWatch:
 
     async def ownership(self, principal: str, session_id: str) -> Ownership:
         """Whose the id is, read now."""
+        logcontext.bind(session_id=session_id)
         return ownership_of(await self._repo.get_session(session_id), principal)
 
     async def owned(self, principal: str, session_id: str) -> Session:
         """The principal's session; SessionNotFoundError if missing or someone else's."""
+        logcontext.bind(session_id=session_id)
         session = await self._repo.get_session(session_id)
         if session is None or not session.is_owned_by(principal):
             raise SessionNotFoundError()

@@ -24,8 +24,8 @@ from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.lifecycle import build_lifecycle
-from dataagent.entrypoints.logs import install_redaction
-from dataagent.entrypoints.settings import Settings, load_settings
+from dataagent.entrypoints.logs import configure_logging, install_redaction
+from dataagent.entrypoints.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("dataagent")
 
@@ -155,10 +155,22 @@ def _call_handler(handler: Any, signum: int) -> None:
         raise KeyboardInterrupt
 
 
+def from_environment() -> FastAPI:
+    """The app of `uvicorn dataagent.entrypoints.app:app` (and `dataagent_server.main:app`): the settings and
+    the logging of `dataagent-server`; a bad setting stops the start-up with one line, as there."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"dataagent-server: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
 def __getattr__(name: str) -> Any:
     """Build the module-level `app` lazily, so importing this module reads no environment."""
     if name == "app":
-        application = create_app()
+        application = from_environment()
         globals()["app"] = application
         return application
     raise AttributeError(name)

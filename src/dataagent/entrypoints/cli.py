@@ -10,20 +10,39 @@ import sys
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from dataagent import __version__
-from dataagent.entrypoints.logs import configure_logging
+from dataagent.entrypoints.logs import configure_logging, logging_config
 from dataagent.entrypoints.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dataagent-server", description="Run DataAgent Server.")
+    parser = argparse.ArgumentParser(
+        prog="dataagent-server", description="Run DataAgent Server.", epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="listen address (DATAAGENT_HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="listen port (DATAAGENT_PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (DATAAGENT_WORKERS, default 1)")
-    parser.add_argument("--log-level", help="critical|error|warning|info|debug (DATAAGENT_LOG_LEVEL)")
+    parser.add_argument("--log-level", help="critical|error|warning|info|debug|trace (DATAAGENT_LOG_LEVEL)")
     parser.add_argument("--version", action="version", version=f"dataagent-server {__version__}")
     return parser.parse_args(argv)
+
+
+def environment_help() -> str:
+    """Every DATAAGENT_* variable with its default, read from Settings (so the list cannot drift)."""
+    lines = ["Settings are environment variables (the README's settings table says what each does);",
+             f"flags override them. The {ENV_PREFIX}* variables and their defaults:"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        if isinstance(default, list):
+            default = ",".join(default)
+        shown = "-" if default in (None, "") else str(default).lower() if isinstance(default, bool) else default
+        lines.append(f"  {(ENV_PREFIX + name).upper():<34} {shown}")
+    return "\n".join(lines)
 
 
 def multi_worker_problem(settings: Settings) -> str | None:
@@ -63,14 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     except EngineLoadError as exc:
         print(f"dataagent-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _check_store(settings)
     from dataagent.entrypoints.app import create_app, ensure_api_key
 
     settings = ensure_api_key(settings)
     common: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "log_level": settings.log_level,
-        "access_log": False, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
+        "access_log": settings.access_log, "proxy_headers": False, "ws_max_size": settings.max_frame_bytes,
+        "log_config": logging_config(settings.log_level, settings.log_format, settings.access_log),
         "ws_ping_interval": settings.ws_ping_interval, "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_compression == "deflate", "backlog": 4096,
         "timeout_graceful_shutdown": settings.shutdown_timeout,

@@ -18,6 +18,14 @@ ENV_PREFIX = "DATAAGENT_"
 AGENT_KEYWORDS = ("auto", "demo", "llm")
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _SECRET_FIELDS = ("password", "key", "url")
+_JSON_START = re.compile(r"^\[\s*(\"|\]|$)")  # `["...` or `[]`: meant as JSON (`[abc,def` is the comma form)
+
+
+_RAW_PASSWORD = (
+    "cannot be read: a user or password with @, /, #, ? or : must be percent-encoded in the URL (@ as %40, "
+    "/ as %2F, # as %23, ? as %3F, : as %3A), or set DATAAGENT_MYSQL_HOST, _USER, _PASSWORD and _DATABASE "
+    "instead (any password character works there)"
+)
 
 
 class SettingsError(Exception):
@@ -25,12 +33,16 @@ class SettingsError(Exception):
 
 
 def parse_list(value: Any) -> list[str]:
-    """A JSON list or the comma form (`a,b`); blanks are dropped."""
+    """A JSON list or the comma form (`a,b`); blanks are dropped. A value that starts like a JSON list of
+    strings (`["` or `[]`) and does not parse is an error, not a comma list with a key `["a"`."""
     if value is None:
         return []
     if isinstance(value, str):
         text = value.strip()
         decoded = _json_list(text) if text.startswith("[") else None
+        if decoded is None and _JSON_START.match(text):
+            raise ValueError("starts like a JSON list but is not valid JSON: write a JSON list such as "
+                             '["key1", "key2"] or the comma form key1,key2')
         if decoded is None:
             return [part.strip() for part in text.split(",") if part.strip()]
         value = decoded
@@ -96,6 +108,8 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(64 * 1024, ge=256)
     agent: str = "auto"
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    log_format: Literal["text", "json"] = "text"  # entrypoints/logs.py
+    access_log: bool = True  # a line per HTTP request (uvicorn's access log; WebSocket handshakes either way)
     demo_chunks: int = Field(20, ge=1, le=100_000)
     demo_chunk_delay_ms: float = Field(25, ge=0)
     sql_max_rows: int = Field(200, ge=1, le=100_000)
@@ -175,11 +189,15 @@ class Settings(BaseSettings):
             url = make_url(str(raw).strip())
         except ArgumentError:
             raise ValueError("must be a URL such as mysql://user:password@host:3306/dataagent") from None
+        except ValueError:  # `invalid literal for int()`: a raw `@` or `:` in the password made a bad port
+            raise ValueError(_RAW_PASSWORD) from None
+        if any(c in (url.host or "") for c in "@/#?") or any(c in (url.database or "") for c in "@#"):
+            raise ValueError(_RAW_PASSWORD)
         if url.get_backend_name() not in ("mysql", "mariadb"):
             raise ValueError("must be a mysql:// or mariadb:// URL")
         return str(raw).strip()
 
-    @field_validator("log_level", "session_store", "hitl_policy", "broker", mode="before")
+    @field_validator("log_level", "log_format", "session_store", "hitl_policy", "broker", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -2,7 +2,8 @@
 
 A question that is an SQL statement (SELECT, WITH, SHOW, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, any
 case, or prefixed `sql:`) makes it call the tool `run_sql` on the read-only demo database, after an approval
-according to DATAAGENT_HITL_POLICY. Anything else gets the demo answer, streamed in `chunks` deltas.
+according to DATAAGENT_HITL_POLICY; a write is refused before any approval, as the LLM engine does.
+Anything else gets the demo answer, streamed in `chunks` deltas.
 """
 
 from __future__ import annotations
@@ -79,10 +80,9 @@ class DemoEngine:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
         self._db = database
-        # The demo asks approval for writes too (the database refuses them): it shows the whole flow.
         self._semantic = semantic
         self._step = SqlStep(
-            database, hitl_policy, place=place, screen_writes=False, data_policy=data_policy, estimates=estimates,
+            database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates,
         ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
@@ -119,12 +119,19 @@ def _comment(outcome: SqlOutcome) -> tuple[str, int]:
     """What the demo says after the statement, and in how many deltas."""
     if outcome.kind == "rejected":
         return f"I did not run the statement, as you asked ({outcome.detail}).", 2
+    if outcome.kind == "timed_out":
+        return "I did not run the statement: no decision came before the approval timed out.", 2
+    if outcome.kind == "refused":
+        return f"I did not run the statement: it was refused before approval ({outcome.detail}).", 2
     if outcome.result is None:
         return f"The statement failed: {outcome.detail}", 2
     return _summary(outcome.result.table()), SUMMARY_CHUNKS
 
 
 def _summary(table: dict[str, Any]) -> str:
-    shown = f"{table['row_count']} rows" + (" (only the first ones are shown)" if table["truncated"] else "")
+    count = table["row_count"]
+    shown = f"{count} row{'' if count == 1 else 's'}"
+    if table["truncated"]:
+        shown += " (only the first ones are shown)"
     columns = ", ".join(table["columns"]) or "none"
     return f"The query returned {shown}. Columns: {columns}."

@@ -23,11 +23,11 @@ from dataagent.adapters.agents.sql import (
 from dataagent.adapters.agents.sql.policy import DataPolicy
 from dataagent.adapters.agents.sql.scope import PolicyScope
 from dataagent.application.ports import RunContext
-from dataagent.domain.approvals import ApprovalAction, DecisionType
+from dataagent.domain.approvals import ApprovalAction, DecisionSource, DecisionType
 from dataagent.domain.events import ToolCompleted
 
 RUN_SQL = "run_sql"
-OutcomeKind = Literal["ran", "rejected", "refused", "failed"]
+OutcomeKind = Literal["ran", "rejected", "timed_out", "refused", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +62,24 @@ class SqlStep:
     """Runs one statement on `database` with the approval DATAAGENT_HITL_POLICY asks for.
 
     What the guard refuses outright (executable comments, transaction control, SET, account-revealing SHOW
-    forms and system schemas; see sql/guard.py) never reaches approval, whatever the settings. With
-    `screen_writes` (and a read-only database) a statement that is not a single plain read is refused
-    before it reaches approval too; without it the approval is asked and the database refuses it (the demo
-    engine shows the whole approval flow that way). An edit is re-analysed and re-screened. Then the data
+    forms and system schemas; see sql/guard.py) never reaches approval, whatever the settings. On a
+    read-only database a statement that is not a single plain read is refused before it reaches approval
+    too (nobody is asked to approve what cannot run). An edit is re-analysed and re-screened. Then the data
     policy (DATAAGENT_DATA_POLICY, sql/scope.py) refuses the statement or rewrites it, before approval too.
     Before approval the planner's estimate (EXPLAIN, sql/estimate.py) of the statement as it will run joins
     the hitl args as `estimate`; a statement over `estimates.max_rows` is refused before approval (and after
-    an edit, which goes through the policy and the estimate again), with the reason as its result.
+    an edit, which goes through the policy and the estimate again), with the reason as its result. No
+    decision before DATAAGENT_HITL_TIMEOUT ends the step as `timed_out`, said as such (not as a reject).
     """
 
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
-        screen_writes: bool = True, data_policy: DataPolicy | None = None,
-        estimates: EstimateRules | None = None,
+        data_policy: DataPolicy | None = None, estimates: EstimateRules | None = None,
     ) -> None:
         self.database = database
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
-        self._screen = screen_writes
         self._estimates = estimates or EstimateRules()
 
     async def analyse(self, sql: str, principal: str | None = None) -> SqlAnalysis:
@@ -101,6 +99,9 @@ class SqlStep:
             decision = await ctx.request_approval(ApprovalAction(
                 RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
+            if decision.source is DecisionSource.TIMEOUT:
+                return SqlOutcome("timed_out", "Not run: no decision on this statement came before the approval "
+                                  "timed out.", analysis.sql, "the approval timed out")
             if decision.type is DecisionType.REJECT:
                 reason = decision.message or "no reason given"
                 return SqlOutcome("rejected", f"The user rejected this statement: {reason}", analysis.sql, reason)
@@ -136,7 +137,7 @@ class SqlStep:
     def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
         if analysis.refusal is not None:
             return SqlOutcome("refused", f"Refused: {analysis.refusal}.", analysis.sql, analysis.refusal, edited=edited)
-        if not (self._screen and self.database.read_only) or analysis.read_only:
+        if not self.database.read_only or analysis.read_only:
             return None
         reason = f"Refused: only read-only queries are allowed ({analysis.reason})."
         return SqlOutcome("refused", reason, analysis.sql, analysis.reason or "", edited=edited)

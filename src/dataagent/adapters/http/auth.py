@@ -9,6 +9,7 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from dataagent.application import logcontext
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.domain.errors import ForbiddenError, UnauthorizedError
 
@@ -42,6 +43,7 @@ async def require_principal(
     principal = authenticator.authenticate(presented_key(request.headers))
     if principal is None:
         raise UnauthorizedError()
+    logcontext.bind(principal=principal)
     return principal
 
 
@@ -57,6 +59,7 @@ async def require_principal_or_query_key(
     principal = authenticator.authenticate(presented_key(request.headers, request.query_params))
     if principal is None:
         raise UnauthorizedError()
+    logcontext.bind(principal=principal)
     return principal
 
 

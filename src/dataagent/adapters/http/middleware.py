@@ -10,17 +10,20 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dataagent.application import logcontext
+
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Takes the client's X-Request-ID (if sane) or makes one; stores it in scope state; echoes it."""
+    """Takes the client's X-Request-ID (if sane) or makes one; stores it in scope state and in the log context
+    (a WebSocket's too: its log lines carry it); echoes it on HTTP responses."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         request_id = ""
@@ -32,6 +35,10 @@ class RequestIdMiddleware:
                 break
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        logcontext.bind(request_id=request_id)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         raw = request_id.encode()
 
         async def send_with_id(message: Message) -> None:

@@ -12,6 +12,7 @@ from dataagent.adapters.http.auth import presented_key
 from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
 from dataagent.adapters.http.websocket.connection import Connection, SocketSettings
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
+from dataagent.application import logcontext
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
@@ -40,6 +41,7 @@ async def chat_socket(
     if principal is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid API key is required")
         return
+    logcontext.bind(principal=principal, session_id=session_id)
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         await websocket.close(CLOSE_BAD_SESSION, "session_id must be 1..64 characters of [A-Za-z0-9_-]")
         return
