@@ -1,0 +1,34 @@
+"""Per-key limits on one server (the in-memory counts): DATAAGENT_RATE_LIMIT and DATAAGENT_MAX_RUNS_PER_KEY over
+REST, server-sent events and WebSocket (rate_scenarios.py; the same scenarios on two processes sharing Redis in
+test_rate_limits_scale_out.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.rate_scenarios import (
+    a_second_answer_is_refused_until_the_first_ends,
+    ask_rest,
+    questions_past_the_rate_are_refused_until_the_window_resets,
+)
+from tests.support import live_server, make_settings
+
+pytestmark = [pytest.mark.integration]
+
+
+async def test_questions_past_the_rate_are_refused_429_and_admitted_again_after_the_window() -> None:
+    async with live_server(make_settings(rate_limit="3/2second")) as srv:
+        await questions_past_the_rate_are_refused_until_the_window_resets([srv], "rate")
+
+
+async def test_a_key_at_its_running_answers_is_refused_until_one_ends() -> None:
+    settings = make_settings(max_runs_per_key=1, demo_chunks=200, demo_chunk_delay_ms=20)
+    async with live_server(settings) as srv:
+        await a_second_answer_is_refused_until_the_first_ends([srv], "runs")
+
+
+async def test_without_limits_nothing_is_refused() -> None:
+    async with live_server(make_settings()) as srv:
+        for n in range(8):
+            r = await ask_rest(srv, f"free-{n}", wait=False)
+            assert r.status_code == 202 and "RateLimit-Limit" not in r.headers
