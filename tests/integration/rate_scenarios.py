@@ -106,3 +106,5 @@ async def a_second_answer_is_refused_until_the_first_ends(servers: list[Server],
     assert (await ask_ws(last, f"{tag}-2", wait=False))["event_type"] == "run_started"
     await eventually(lambda: session_free(first, f"{tag}-2"), timeout=30, interval=0.1, what="a completed answer")
     assert (await ask_rest(first, f"{tag}-3", wait=False)).status_code == 202  # completed: freed too
+    async with last.client() as c:  # nothing of the key runs after the scenario
+        assert (await c.post(f"/api/v1/chat/{tag}-3/cancel")).status_code == 200
