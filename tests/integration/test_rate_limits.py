@@ -32,3 +32,14 @@ async def test_without_limits_nothing_is_refused() -> None:
         for n in range(8):
             r = await ask_rest(srv, f"free-{n}", wait=False)
             assert r.status_code == 202 and "RateLimit-Limit" not in r.headers
+
+
+async def test_a_retry_with_the_same_idempotency_key_is_not_a_new_question() -> None:
+    async with live_server(make_settings(rate_limit="1/minute")) as srv, srv.client() as c:
+        body = {"message": "hi", "session_id": "idem"}
+        first = await c.post("/api/v1/chat", json=body, headers={"Idempotency-Key": "k1"})
+        retry = await c.post("/api/v1/chat", json=body, headers={"Idempotency-Key": "k1"})
+        assert first.status_code == retry.status_code == 200, retry.text
+        assert retry.json()["run_id"] == first.json()["run_id"]
+        refused = await c.post("/api/v1/chat", json=body, headers={"Idempotency-Key": "k2"})
+        assert refused.status_code == 429 and refused.json()["details"]["kind"] == "questions"
