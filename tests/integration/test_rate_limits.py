@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import pytest
 
+from dataagent.adapters.ratelimit.window import MovingWindowRate, redis_storage
+from dataagent.adapters.redis.client import close_client, make_client
+from dataagent.adapters.redis.slots import RedisRunSlots
+from dataagent.domain.errors import BrokerUnavailableError
 from tests.integration.rate_scenarios import (
     a_second_answer_is_refused_until_the_first_ends,
     ask_rest,
     questions_past_the_rate_are_refused_until_the_window_resets,
 )
-from tests.support import live_server, make_settings
+from tests.support import free_port, live_server, make_settings
 
 pytestmark = [pytest.mark.integration]
 
@@ -43,3 +47,14 @@ async def test_a_retry_with_the_same_idempotency_key_is_not_a_new_question() -> 
         assert retry.json()["run_id"] == first.json()["run_id"]
         refused = await c.post("/api/v1/chat", json=body, headers={"Idempotency-Key": "k2"})
         assert refused.status_code == 429 and refused.json()["details"]["kind"] == "questions"
+
+
+async def test_a_redis_that_cannot_be_reached_makes_the_count_a_broker_unavailable_error() -> None:
+    client = make_client(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            await MovingWindowRate(redis_storage(client, "x:"), "1/second").hit("alice")
+        with pytest.raises(BrokerUnavailableError):
+            await RedisRunSlots(client, 1).acquire("alice", "run-1")
+    finally:
+        await close_client(client)

@@ -131,9 +131,11 @@ async def test_a_queued_question_takes_the_slot_its_sessions_answer_frees() -> N
     await eventually(answered, what="the queued question's answer")
 
 
-async def test_the_limits_count_by_one_who_per_key_and_end_user() -> None:
+def test_the_limits_count_by_one_who_per_key_and_end_user_of_bounded_size() -> None:
     assert who_of("alice") == "alice"
-    assert who_of("alice", "u1") != who_of("alice", "u2") != who_of("alice")
+    assert len({who_of("alice"), who_of("alice", "u1"), who_of("alice", "u2"), who_of("bob", "u1")}) == 4
+    huge = who_of("alice", "\ud800" + "x" * 1_000_000)  # a lone surrogate, a megabyte: a short key all the same
+    assert huge.startswith("alice/") and len(huge) < 64
 
 
 @pytest.mark.parametrize("bad", ["30", "x/minute", "0/minute", "3 per fortnight"])

@@ -8,6 +8,7 @@ its end, and refreshed with the run's lease, so the slot of a run whose process 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Mapping
@@ -22,8 +23,11 @@ RUN_RETRY_S = 1  # a run slot frees when one of the key's answers ends: the hint
 
 
 def who_of(principal: str, end_user: str | None = None) -> str:
-    """The one key every limit counts by: the principal, or the principal's end user when a request names one."""
-    return principal if end_user is None else f"{principal}\x1f{end_user}"
+    """The one key every limit counts by: the principal, or the principal's end user when a request names one (a
+    client's string of any length or content: hashed, so the key stays short and unambiguous)."""
+    if end_user is None:
+        return principal
+    return f"{principal}/u_{hashlib.sha256(end_user.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 
 @dataclass(frozen=True, slots=True)
