@@ -84,6 +84,11 @@ async def questions_past_the_rate_are_refused_until_the_window_resets(servers: l
     assert time.monotonic() - refused_at <= retry + 1.5  # and admitted about when Retry-After said
 
 
+async def session_count(srv: Server) -> int:
+    async with srv.client() as c:
+        return int((await c.get("/api/v1/sessions")).json()["total"])
+
+
 async def session_free(srv: Server, sid: str) -> bool:
     async with srv.client() as c:
         return (await c.get(f"/api/v1/sessions/{sid}")).json()["active_run_id"] is None
@@ -95,10 +100,14 @@ async def a_second_answer_is_refused_until_the_first_ends(servers: list[Server],
     the answer is cancelled (through another server), and when one completes."""
     first, last = servers[0], servers[-1]
     assert (await ask_rest(first, f"{tag}-1", wait=False)).status_code == 202
+    sessions = await session_count(first)
     for srv in servers:
         assert assert_refused_rest(await ask_rest(srv, f"{tag}-2", wait=False), "runs", 1) == 1
         assert_refused_rest(await ask_sse(srv, f"{tag}-3"), "runs", 1)
         assert_refused_ws(await ask_ws(srv, f"{tag}-4"), "runs", 1)
+        async with srv.client() as c:  # no session_id: refused before a new session is made
+            assert_refused_rest(await c.post("/api/v1/chat", json={"message": "hi", "wait": False}), "runs", 1)
+    assert await session_count(last) == sessions + 3  # -2, -3, -4: named, so kept (empty) for a retry
     assert (await ask_rest(last, f"{tag}-bob", KEY_B, wait=False)).status_code == 202
     async with last.client() as c:
         assert (await c.post(f"/api/v1/chat/{tag}-1/cancel")).status_code == 200

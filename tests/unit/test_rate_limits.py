@@ -104,6 +104,19 @@ async def test_a_run_holds_a_slot_of_its_key_until_it_completes() -> None:
     assert (await core.chat.chat("alice", "second", "s2")).status == "completed"
 
 
+async def test_a_question_for_a_new_session_refused_for_its_run_leaves_no_session_nor_counts() -> None:
+    core = build_core(GatedEngine(), limits=Limits(rate=MovingWindowRate(memory_storage(), "2/minute"),
+                                                   slots=InMemoryRunSlots(1)))
+    await core.chat.start("alice", "long", "s1")
+    with pytest.raises(RateLimitedError) as refused:
+        await core.chat.start("alice", "a new session")
+    assert (refused.value.details or {})["kind"] == "runs"
+    assert (await core.repo.list_sessions("alice", 10, 0))[1] == 1  # only s1
+    await core.chat.cancel("alice", "s1")
+    assert (await core.chat.start("alice", "a new session")).run_id  # the refusal did not count as a question
+    await core.runs.shutdown()
+
+
 @pytest.mark.parametrize("how", ["cancelled", "failed"])
 async def test_a_cancelled_or_failed_run_frees_its_slot(how: str) -> None:
     core = build_core(GatedEngine(), limits=slotted(1))

@@ -133,7 +133,7 @@ class ChatService:
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
         how = MultitaskStrategy.parse(strategy)
-        await self._limits.admit_question(who_of(principal))
+        await self._limits.admit_question(who_of(principal), new_session=session_id is None)
         return await self.open_session(principal, session_id, question), question, extra, how
 
     async def stream(

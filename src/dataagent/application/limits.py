@@ -52,6 +52,10 @@ class RunSlots(Protocol):
         """Hold a slot of `who` for the run, unless `who` holds them all (the same run again: already held)."""
         ...
 
+    async def available(self, who: str) -> Quota:
+        """Whether `who` has a slot free now, taking none."""
+        ...
+
     async def release(self, who: str, run_id: str) -> None:
         """Free the run's slot (no-op if it holds none)."""
         ...
@@ -78,8 +82,14 @@ class Limits:
         self._rate = rate
         self._slots = slots
 
-    async def admit_question(self, who: str) -> None:
-        """Count a new question; RateLimitedError past the key's rate."""
+    async def admit_question(self, who: str, new_session: bool = False) -> None:
+        """Count a new question; RateLimitedError past the key's rate. A question that opens a new session runs at
+        once (nothing to queue behind): refused first if the key has no run slot free, so that it leaves no empty
+        session (the slot is taken when the run starts)."""
+        if new_session and self._slots is not None:
+            quota = await self._slots.available(who)
+            if not quota.allowed:
+                raise refusal("runs", quota)
         if self._rate is not None:
             quota = await self._rate.hit(who)
             if not quota.allowed:

@@ -19,6 +19,10 @@ class InMemoryRunSlots(RunSlots):
             runs.add(run_id)
         return Quota(allowed, self.max_runs, self.max_runs - len(runs), RUN_RETRY_S)
 
+    async def available(self, who: str) -> Quota:
+        held = len(self._held.get(who, ()))
+        return Quota(held < self.max_runs, self.max_runs, max(0, self.max_runs - held), RUN_RETRY_S)
+
     async def release(self, who: str, run_id: str) -> None:
         runs = self._held.get(who)
         if runs is not None:

@@ -30,6 +30,11 @@ class RedisRunSlots(RunSlots):
             keys=[link.k("slots", who)], args=[run_id, now, expiry, self.max_runs, self.lease_ms * 2]))
         return Quota(bool(taken), self.max_runs, max(0, self.max_runs - int(held)), RUN_RETRY_S)
 
+    async def available(self, who: str) -> Quota:
+        now, _ = self._expiry()
+        held = int(await self.link.call(self.link.redis.zcount(self.link.k("slots", who), f"({now}", "+inf")))
+        return Quota(held < self.max_runs, self.max_runs, max(0, self.max_runs - held), RUN_RETRY_S)
+
     async def release(self, who: str, run_id: str) -> None:
         await self.link.call(self.link.redis.zrem(self.link.k("slots", who), run_id))
 
