@@ -14,7 +14,7 @@ from dataagent.adapters.ratelimit.window import MovingWindowRate, memory_storage
 from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import RunContext
 from dataagent.domain.errors import RateLimitedError
-from dataagent.domain.events import AgentOutput, TextDelta
+from dataagent.domain.events import AgentOutput, RunEvent, TextDelta
 from dataagent.domain.models import MessagePageQuery, Role
 from dataagent.entrypoints.settings import SettingsError, load_settings
 from tests.support.polling import eventually
@@ -142,6 +142,26 @@ async def test_a_queued_question_takes_the_slot_its_sessions_answer_frees() -> N
         return any(m.run_id == queued.run_id and m.status == "completed" and m.role is Role.ASSISTANT for m in page)
 
     await eventually(answered, what="the queued question's answer")
+
+
+async def test_a_queued_question_whose_key_has_no_slot_when_it_would_start_ends_failed_rate_limited() -> None:
+    engine = GatedEngine()
+    slots = InMemoryRunSlots(1)
+    core = build_core(engine, limits=Limits(slots=slots))
+    await core.chat.start("alice", "first", "s1")
+    subscription = await core.broker.subscribe("s1", await core.broker.last_seq("s1"), 100)
+    queued = await core.chat.start("alice", "next", "s1", strategy="enqueue")
+    slots.max_runs = 2  # another answer of the key takes the slot s1's answer will free (the race, made certain)
+    assert (await slots.acquire("alice", "elsewhere")).allowed
+    slots.max_runs = 1
+    engine.gate.set()
+    events: list[RunEvent] = []
+    while not any(e.event_type == "done" and e.run_id == queued.run_id for e in events):
+        events += [e for e in await subscription.get_batch() if isinstance(e, RunEvent)]
+    mine = [(e.event_type, e.data.get("error_code") or e.data.get("status"))
+            for e in events if e.run_id == queued.run_id]
+    assert mine[-2:] == [("error", "rate_limited"), ("done", "failed")]
+    assert (await core.repo.next_queued_run("s1")) is None  # taken from the queue: it never runs
 
 
 def test_the_limits_count_by_one_who_per_key_and_end_user_of_bounded_size() -> None:
