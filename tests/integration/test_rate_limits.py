@@ -58,3 +58,12 @@ async def test_a_redis_that_cannot_be_reached_makes_the_count_a_broker_unavailab
             await RedisRunSlots(client, 1).acquire("alice", "run-1")
     finally:
         await close_client(client)
+
+
+async def test_a_browser_on_another_origin_may_read_the_rate_limit_headers() -> None:
+    async with live_server(make_settings(rate_limit="1/minute")) as srv, srv.client() as c:
+        assert (await c.post("/api/v1/chat", json={"message": "hi"})).status_code == 200
+        refused = await c.post("/api/v1/chat", json={"message": "hi"}, headers={"Origin": "https://app.example"})
+        assert refused.status_code == 429
+        exposed = {h.strip().lower() for h in refused.headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= exposed
