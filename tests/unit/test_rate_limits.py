@@ -171,7 +171,7 @@ def test_the_limits_count_by_one_who_per_key_and_end_user_of_bounded_size() -> N
     assert huge.startswith("alice/") and len(huge) < 64
 
 
-@pytest.mark.parametrize("bad", ["30", "x/minute", "0/minute", "3 per fortnight"])
+@pytest.mark.parametrize("bad", ["30", "x/minute", "0/minute", "3 per fortnight", "1/second;30/minute"])
 def test_a_rate_limit_that_does_not_parse_stops_start_up_naming_the_variable(bad: str) -> None:
     with pytest.raises(SettingsError, match="DATAAGENT_RATE_LIMIT"):
         load_settings(rate_limit=bad)

@@ -7,7 +7,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from limits import parse as parse_rate
+from limits import parse_many as parse_rates
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
@@ -200,10 +200,12 @@ class Settings(BaseSettings):
         if value is None:
             return None
         try:
-            item = parse_rate(value)
+            items = parse_rates(value)
         except ValueError:
             raise ValueError("must be a count per period, such as 30/minute, 1000/hour or 3/2second") from None
-        if item.amount < 1:
+        if len(items) != 1:
+            raise ValueError("must be one count per period (several limits are not supported)")
+        if items[0].amount < 1:
             raise ValueError("must allow at least one question per period")
         return value.strip()
 
