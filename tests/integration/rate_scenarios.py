@@ -81,7 +81,7 @@ async def questions_past_the_rate_are_refused_until_the_window_resets(servers: l
 
     await eventually(admitted, timeout=retry + 3, interval=0.1, what="the window's reset")
     assert time.monotonic() - started >= 1.9  # the window is 2 s from the first question: refused until then
-    assert time.monotonic() - refused_at <= retry + 1.5  # and admitted about when Retry-After said
+    assert time.monotonic() - refused_at <= retry + 2.5  # and admitted about when Retry-After said (+ slack)
 
 
 async def session_count(srv: Server) -> int:
