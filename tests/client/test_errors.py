@@ -15,6 +15,7 @@ from dataagent.client import (
     HitlEvent,
     InterruptNotFound,
     NoActiveRun,
+    RateLimited,
     RunInProgress,
     SessionNotFound,
     Unauthorized,
@@ -103,3 +104,17 @@ async def test_the_api_key_is_in_no_repr_and_no_log_line(caplog: pytest.LogCaptu
     assert "Authorization: Bearer ***" in caplog.text  # the handshake headers were logged, the key redacted
     for text in [*texts, caplog.text]:
         assert secret not in text
+
+
+async def test_past_the_rate_the_client_raises_rate_limited_with_when_to_retry_over_rest_sse_and_websocket() -> None:
+    async with live_server(make_settings(rate_limit="1/minute")) as srv, \
+            AsyncDataAgentClient(srv.base_url, api_key=KEY_A) as client:
+        await client.ask("hi")
+        with pytest.raises(RateLimited) as rest:
+            await client.ask("again")
+        assert rest.value.status == 429 and rest.value.details and rest.value.details["kind"] == "questions"
+        assert rest.value.retry_after is not None and 1 <= rest.value.retry_after <= 60
+        for transport in ("websocket", "sse"):
+            with pytest.raises(RateLimited) as streamed:
+                [e async for e in client.stream("again", transport=transport)]
+            assert streamed.value.retry_after is not None and streamed.value.details

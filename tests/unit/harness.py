@@ -9,6 +9,7 @@ from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.chat import ChatService
 from dataagent.application.hub import EventHub
+from dataagent.application.limits import Limits
 from dataagent.application.ports import AgentEngine
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
@@ -25,13 +26,13 @@ class Core:
 
 def build_core(
     engine: AgentEngine, hitl_timeout_s: float = 300.0, replay_events: int = 1000,
-    repo: InMemorySessionRepository | None = None,
+    repo: InMemorySessionRepository | None = None, limits: Limits | None = None,
 ) -> Core:
     """The core around `engine`; pass the `repo` of another core to model a restart on a durable store."""
     repo = repo or InMemorySessionRepository()
     broker = in_memory_hub(replay_events=replay_events)
     clock, ids = SystemClock(), UuidIdGenerator()
-    runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s))
+    runs = RunManager(repo, broker, engine, clock, ids, RunSettings(hitl_timeout_s=hitl_timeout_s), limits)
     runs.attach()
-    chat = ChatService(repo, broker, runs, clock, ids)
+    chat = ChatService(repo, broker, runs, clock, ids, limits=limits)
     return Core(repo, broker, runs, chat, SessionService(repo, runs, clock, broker))

@@ -45,6 +45,7 @@ class LiveRun:
     pending: PendingApproval | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     started_seq: int = 0
+    who: str | None = None  # whose run slot it holds (application/limits.py)
 
     def deliver(self, interrupt_id: str | None, decision: Decision) -> None:
         """Hand a decision to the waiting approval, if it is the one decided."""

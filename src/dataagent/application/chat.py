@@ -8,6 +8,7 @@ from typing import Any
 
 from dataagent.application.bounds import Bounds
 from dataagent.application.hub import EventHub
+from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import Clock, IdGenerator, SessionRepository
 from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager
@@ -60,6 +61,7 @@ class ChatService:
         bounds: Bounds | None = None,
         watch: SessionWatch | None = None,
         queue: RunQueue | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -70,6 +72,7 @@ class ChatService:
         self._bounds = bounds or Bounds(repository)
         self._watch = watch or SessionWatch(repository, broker)
         self._queue = queue or RunQueue(repository, broker, runs, clock, ids)
+        self._limits = limits or Limits()
 
     # -- sessions as seen by one principal ------------------------------------------------------
 
@@ -118,12 +121,20 @@ class ChatService:
 
         The session's owner is read on every call, never taken from the caller: a session may have been
         deleted or expired since, and its id taken by another principal."""
+        session, question, extra, how = await self._ask(principal, message, session_id, metadata, strategy)
+        return await self._queue.start(
+            session.session_id, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
+
+    async def _ask(
+        self, principal: str, message: str, session_id: str | None, metadata: Any, strategy: Any,
+    ) -> tuple[Session, str, dict[str, Any], MultitaskStrategy]:
+        """A new question checked (text, metadata, strategy), counted against the key's rate (RateLimitedError
+        past it, before anything is stored), and its session, opened for the principal."""
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
         how = MultitaskStrategy.parse(strategy)
-        session = await self.open_session(principal, session_id, question)
-        return await self._queue.start(
-            session.session_id, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
+        await self._limits.admit_question(who_of(principal), new_session=session_id is None)
+        return await self.open_session(principal, session_id, question), question, extra, how
 
     async def stream(
         self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
@@ -144,10 +155,7 @@ class ChatService:
     ) -> tuple[ChatRun, Subscription]:
         """Start a run with a subscription taken just before it, so every event of the run reaches it (the
         caller closes it). Errors (validation, ownership, a run in progress...) come before anything streams."""
-        question = self.validate_message(message)
-        extra = self.validate_metadata(metadata)
-        how = MultitaskStrategy.parse(strategy)
-        session = await self.open_session(principal, session_id, question)
+        session, question, extra, how = await self._ask(principal, message, session_id, metadata, strategy)
         sid = session.session_id
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
         try:

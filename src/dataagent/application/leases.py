@@ -9,6 +9,7 @@ from typing import Any
 
 from dataagent.application.approvals import LiveRun
 from dataagent.application.hub import EventHub
+from dataagent.application.limits import Limits
 from dataagent.application.tasks import stop_tasks
 from dataagent.domain.errors import DataAgentError
 
@@ -30,12 +31,13 @@ def checkpoint(live: LiveRun, seq: int) -> dict[str, Any]:
 
 
 class LeaseKeeper:
-    """Renews the leases of a process's runs every lease/3 and checkpoints them, while it has runs (shared
-    brokers only: the local broker has no leases)."""
+    """Renews the leases of a process's runs every lease/3 and checkpoints them, and refreshes their run slots,
+    while it has runs (shared brokers only: the local broker has no leases)."""
 
-    def __init__(self, broker: EventHub, runs: Mapping[str, LiveRun]) -> None:
+    def __init__(self, broker: EventHub, runs: Mapping[str, LiveRun], limits: Limits | None = None) -> None:
         self._broker = broker
         self._runs = runs
+        self._limits = limits or Limits()
         self._task: asyncio.Task[None] | None = None
 
     def checkpoints(self) -> Checkpoints:
@@ -60,5 +62,6 @@ class LeaseKeeper:
             checkpoints = self.checkpoints()
             try:
                 await self._broker.renew_runs(checkpoints)
+                await self._limits.keep_slots({run_id: live.who for run_id, live in self._runs.items() if live.who})
             except DataAgentError as exc:
                 log.warning("could not renew %d run leases: %s", len(checkpoints), exc.code)

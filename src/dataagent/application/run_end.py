@@ -8,6 +8,7 @@ from typing import Any
 
 from dataagent.application.approvals import Approvals, LiveRun, Publish
 from dataagent.application.hub import EventHub
+from dataagent.application.limits import Limits
 from dataagent.application.ports import Clock, IdGenerator, SessionRepository
 from dataagent.domain.errors import DataAgentError, StoreUnavailableError, WorkerLostError
 from dataagent.domain.events import EventType, done_payload, text_end
@@ -34,6 +35,7 @@ class RunEnd:
         approvals: Approvals,
         publish: Publish,
         runs: dict[str, LiveRun],
+        limits: Limits | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -42,6 +44,7 @@ class RunEnd:
         self._approvals = approvals
         self._publish = publish
         self._runs = runs  # the manager's live runs: a run leaves them as it is released
+        self._limits = limits or Limits()
 
     async def finish(self, live: LiveRun, error: DataAgentError | None) -> None:
         """End the run exactly once: whatever its final writes raise, the session is freed and `done` published."""
@@ -82,6 +85,7 @@ class RunEnd:
         token_usage = run.token_usage.as_dict() if run.token_usage else None
         done = done_payload(run.run_id, status.value, message_id, token_usage, run.reason)
         self._runs.pop(run.run_id, None)
+        await self._limits.free_slot(live.who, run.run_id)  # before `done`: its client may ask again at once
         try:  # the broker publishes `done` once the session is free (also if the release itself fails)
             await self._broker.release_run(run.session_id, run.run_id, (EventType.DONE.value, done))
         except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run has ended here

@@ -18,6 +18,7 @@ from dataagent.application.approvals import Approvals, LiveRun
 from dataagent.application.charts import tool_data
 from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
+from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
 from dataagent.application.transport import RunControl
@@ -64,6 +65,7 @@ class RunManager:
         clock: Clock,
         ids: IdGenerator,
         settings: RunSettings | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -73,8 +75,9 @@ class RunManager:
         self._settings = settings or RunSettings()
         self._runs: dict[str, LiveRun] = {}
         self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
-        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs)
-        self._leases = LeaseKeeper(broker, self._runs)
+        self._limits = limits = limits or Limits()
+        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs, limits)
+        self._leases = LeaseKeeper(broker, self._runs, limits)
         self._closing = False
         self._after_run: Callable[[str], None] | None = None
 
@@ -103,13 +106,16 @@ class RunManager:
         """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
         SessionFullError if the question would take the session's stored bytes past `max_session_bytes`.
         A queued question brings its `run_id`, and `admit`, which takes it from the queue once the session is
-        claimed (False: another process took it; RunInProgressError)."""
+        claimed (False: another process took it; RunInProgressError). The run holds one of the principal's run
+        slots until it ends (RateLimitedError if it has none free, checked once the session is claimed)."""
         run_id = run_id or self._ids.new_id("run")
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
         now = self._clock.now()
         run = ChatRun(run_id, sid, question, now)
+        who = who_of(principal) if principal is not None else None
         try:
+            await self._limits.take_slot(who, run_id)
             if admit is not None and not await admit():
                 raise RunInProgressError()
             with anyio.CancelScope(shield=True):
@@ -120,10 +126,11 @@ class RunManager:
                 )
         except BaseException:
             await self._broker.release_run(sid, run_id)
+            await self._limits.free_slot(who, run_id)
             raise
         run.user_message_id = user_message.message_id
         run.transition(RunStatus.RUNNING)
-        live = LiveRun(run)
+        live = LiveRun(run, who=who)
         self._runs[run_id] = live
         live.started_seq = self._publish(
             run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id}).seq

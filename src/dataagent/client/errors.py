@@ -81,6 +81,12 @@ class TooManySessions(ApiError):
     error_code = "too_many_sessions"
 
 
+class RateLimited(ApiError):
+    """Past the key's rate or its running answers (`details.kind`): try again after `retry_after` seconds."""
+
+    error_code = "rate_limited"
+
+
 class ServiceUnavailable(ApiError):
     """A 503: try again after `retry_after` seconds."""
 
@@ -124,7 +130,8 @@ class ConnectionLost(DataAgentClientError):
 _BY_CODE: dict[str, type[ApiError]] = {
     cls.error_code: cls for cls in (
         Unauthorized, NotFound, SessionNotFound, NoActiveRun, InterruptNotFound, MessageNotFound, RunInProgress,
-        DecisionConflict, ValidationFailed, PayloadTooLarge, SessionFull, TooManySessions, CapacityExceeded,
+        DecisionConflict, ValidationFailed, PayloadTooLarge, SessionFull, TooManySessions, RateLimited,
+        CapacityExceeded,
         StoreUnavailable, BrokerUnavailable, ReplayUnavailable, InternalError,
     )
 }

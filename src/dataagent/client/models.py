@@ -132,6 +132,7 @@ class ErrorData(WireModel):
     error_code: str
     message: str
     recoverable: bool
+    details: dict[str, Any] | None = None  # rate_limited: kind, limit, remaining, reset, retry_after
 
 
 class TokenUsage(WireModel):

@@ -245,5 +245,8 @@ def _raise_local(event: ErrorEvent) -> None:
     """An error for this connection alone: a slow consumer resumes, anything else is raised."""
     if event.data.error_code == "slow_consumer":
         raise Dropped("slow consumer")
-    raise api_error(event.data.error_code, event.data.message)
+    details = event.data.details
+    retry = details.get("retry_after") if details else None
+    raise api_error(event.data.error_code, event.data.message, details=details,
+                    retry_after=float(retry) if isinstance(retry, int | float) else None)
 

@@ -82,6 +82,14 @@ class TooManySessionsError(DataAgentError):
     default_message = "Too many sessions for this principal; delete some first"
 
 
+class RateLimitedError(DataAgentError):
+    """Past a key's rate (new questions in a window) or its answers running at once; `details` say which, the
+    limit, what is left and in how many seconds to try again."""
+
+    code = "rate_limited"
+    default_message = "Too many requests for this key; try again later"
+
+
 class SessionFullError(DataAgentError):
     code = "session_full"
     default_message = "This session holds as much as it may; start a new session"

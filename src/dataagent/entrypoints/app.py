@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After", "X-Session-ID"],
+        expose_headers=["X-Request-ID", "Retry-After", "X-Session-ID", "RateLimit-Limit", "RateLimit-Remaining",
+                        "RateLimit-Reset"],
         allow_credentials="*" not in settings.cors_origins,
     )
     app.add_middleware(RequestIdMiddleware)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -9,11 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.slots import InMemoryRunSlots
 from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
+from dataagent.adapters.ratelimit.window import MovingWindowRate, memory_storage, redis_storage
 from dataagent.adapters.redis.client import close_client, make_client
+from dataagent.adapters.redis.slots import RedisRunSlots
 from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
 from dataagent.application.auth import ApiKeyAuthenticator
@@ -22,6 +27,7 @@ from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.failover import OrphanCloser
 from dataagent.application.idempotency import IdempotentChat
+from dataagent.application.limits import Limits, RunSlots
 from dataagent.application.ports import AgentEngine
 from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
@@ -86,6 +92,21 @@ async def check_broker(settings: Settings) -> None:
         await close_client(client)
 
 
+def build_limits(settings: Settings, redis_client: Any) -> Limits:
+    """DATAAGENT_RATE_LIMIT and DATAAGENT_MAX_RUNS_PER_KEY, counted in Redis with the Redis broker (every worker and
+    host), in this process otherwise; an unset limit is not counted at all."""
+    shared = settings.broker == "redis"
+    rate = None
+    if settings.rate_limit is not None:
+        storage = redis_storage(redis_client(), settings.redis_prefix) if shared else memory_storage()
+        rate = MovingWindowRate(storage, settings.rate_limit)
+    slots: RunSlots | None = None
+    if settings.max_runs_per_key is not None:
+        slots = (RedisRunSlots(redis_client(), settings.max_runs_per_key, settings.run_lease, settings.redis_prefix)
+                 if shared else InMemoryRunSlots(settings.max_runs_per_key))
+    return Limits(rate, slots)
+
+
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
     return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
 
@@ -123,6 +144,7 @@ class Container(containers.DeclarativeContainer):
             prefix=settings.provided.redis_prefix,
         )),
     )
+    limits = providers.Singleton(build_limits, settings, redis_client.provider)  # the client only if it counts
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
     engine = providers.Singleton(build_engine, settings, data_context)
     schema_catalog = providers.Singleton(build_catalog, data_context)
@@ -135,6 +157,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
+        limits=limits,
     )
     run_queue = providers.Singleton(
         RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,
@@ -180,6 +203,7 @@ class Container(containers.DeclarativeContainer):
         ),
         watch=session_watch,
         queue=run_queue,
+        limits=limits,
     )
     idempotent_chat = providers.Factory(
         IdempotentChat, chat=chat_service, repository=repository, broker=broker, clock=clock

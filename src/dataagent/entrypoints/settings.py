@@ -7,6 +7,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
+from limits import parse_many as parse_rates
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
@@ -103,6 +104,9 @@ class Settings(BaseSettings):
     max_sessions_per_principal: int = Field(1000, ge=1)
     max_session_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_queued_per_session: int = Field(5, ge=0, le=1000)  # questions queued by multitask_strategy=enqueue
+    # per key (PROTOCOL.md, Rate limits): new questions in a moving window (`30/minute`), answers running at once
+    rate_limit: str | None = None
+    max_runs_per_key: int | None = Field(None, ge=1)
     max_frame_bytes: int = Field(1024 * 1024, ge=1024)
     max_json_depth: int = Field(16, ge=1, le=24)  # MariaDB refuses JSON nested 32 deep; stored rows add levels
     max_json_bytes: int = Field(64 * 1024, ge=256)
@@ -203,10 +207,25 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("llm_base_url", "llm_api_key", "data_url", "data_policy", "semantic_file",
-                     "sql_max_estimated_rows", mode="before")
+                     "sql_max_estimated_rows", "rate_limit", "max_runs_per_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            items = parse_rates(value)
+        except ValueError:
+            raise ValueError("must be a count per period, such as 30/minute, 1000/hour or 3/2second") from None
+        if len(items) != 1:
+            raise ValueError("must be one count per period (several limits are not supported)")
+        if items[0].amount < 1:
+            raise ValueError("must allow at least one question per period")
+        return value.strip()
 
     @field_validator("agent", mode="before")
     @classmethod

@@ -69,9 +69,18 @@ def error_response(
     return SafeJSONResponse(body, status_code=status or STATUS_BY_CODE.get(code, 500), headers=headers)
 
 
+def rate_limit_headers(details: Mapping[str, Any] | None) -> dict[str, str]:
+    """`429 rate_limited`: Retry-After and the RateLimit-Limit / -Remaining / -Reset fields (seconds) of its
+    details."""
+    d = details or {}
+    return {"Retry-After": str(d.get("retry_after", 1)), "RateLimit-Limit": str(d.get("limit", 0)),
+            "RateLimit-Remaining": str(d.get("remaining", 0)), "RateLimit-Reset": str(d.get("reset", 1))}
+
+
 async def _domain_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, DataAgentError)
-    return error_response(request, exc.code, exc.message, exc.details)
+    headers = rate_limit_headers(exc.details) if exc.code == "rate_limited" else None
+    return error_response(request, exc.code, exc.message, exc.details, extra_headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> SafeJSONResponse:

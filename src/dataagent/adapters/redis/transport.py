@@ -10,6 +10,8 @@ Keys (prefix `da:` by default, DATAAGENT_REDIS_PREFIX):
                  (feed.py reads it);
 - `watch:{sid}`  the processes watching the session from elsewhere (control.py);
 - `ctl:{owner}`, `ctl`  pub/sub: control for one process's runs, and word to every process (control.py).
+Beside the transport, the per-key limits (application/limits.py): `slots:{who}` the runs a key has going
+(slots.py), `rate:LIMITER/...` its window of new questions (the `limits` library, adapters/ratelimit/).
 
 The hub (application/hub.py) numbers, replays and fans out; this class only wires the modules to its ports.
 """

@@ -26,8 +26,13 @@ def local_frame(session_id: str, event_type: str, data: dict[str, Any], run_id: 
     }).decode()
 
 
-def error_frame(session_id: str, code: str, message: str, recoverable: bool = True) -> str:
-    return local_frame(session_id, "error", {"error_code": code, "message": message, "recoverable": recoverable})
+def error_frame(
+    session_id: str, code: str, message: str, recoverable: bool = True, details: Mapping[str, Any] | None = None,
+) -> str:
+    data: dict[str, Any] = {"error_code": code, "message": message, "recoverable": recoverable}
+    if details:
+        data["details"] = dict(details)
+    return local_frame(session_id, "error", data)
 
 
 def parse_frame(raw: str) -> tuple[object, object]:

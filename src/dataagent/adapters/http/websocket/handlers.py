@@ -41,8 +41,9 @@ async def handle(conn: Connection, subscription: Subscription, raw: str) -> None
         return
     try:
         await handler(conn, subscription, payload)
-    except DataAgentError as exc:
-        subscription.put_local(error_frame(conn.sid, exc.code, exc.message))
+    except DataAgentError as exc:  # rate_limited says when to try again in its details, as REST's headers do
+        details = exc.details if exc.code == "rate_limited" else None
+        subscription.put_local(error_frame(conn.sid, exc.code, exc.message, details=details))
 
 
 def _gone(subscription: Subscription) -> SessionNotFoundError:
