@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from dataagent.adapters.redis.client import close_client
+from dataagent.application.audit import AuditService
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.sessions import SessionService
 from dataagent.application.tasks import stop_tasks
@@ -156,20 +157,33 @@ async def recover_local_runs(container: Container, settings: Settings) -> None:
 
 
 class Sweeper:
-    """Expires idle sessions every `expiry_interval` seconds, in a task of its own."""
+    """Every `expiry_interval` seconds, in tasks of their own: expires idle sessions, and deletes audit records
+    older than DATAAGENT_AUDIT_RETENTION days."""
 
     def __init__(self, container: Container, settings: Settings) -> None:
         self._container = container
         self._settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         service: SessionService = self._container.session_service()
-        self._task = asyncio.create_task(self._expire_forever(service), name="session-expiry")
+        audit: AuditService = self._container.audit_service()
+        self._tasks = [asyncio.create_task(self._expire_forever(service), name="session-expiry"),
+                       asyncio.create_task(self._purge_audit_forever(audit), name="audit-retention")]
 
     async def stop(self) -> None:
-        await stop_tasks(self._task)
-        self._task = None
+        await stop_tasks(*self._tasks)
+        self._tasks = []
+
+    async def _purge_audit_forever(self, audit: AuditService) -> None:
+        while True:
+            try:
+                purged = await audit.purge()
+                if purged:
+                    log.info("deleted %d audit records older than %g days", purged, self._settings.audit_retention)
+            except Exception:
+                log.exception("the audit retention sweep failed")
+            await asyncio.sleep(self._settings.expiry_interval)
 
     async def _expire_forever(self, service: SessionService) -> None:
         while True:
