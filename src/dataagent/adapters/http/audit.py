@@ -1,6 +1,5 @@
 """GET /api/v1/audit: the SQL audit trail, for keys with the `admin` scope; a page of JSON, or JSON lines."""
 
-from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -54,7 +53,7 @@ class AuditRecordOut(BaseModel):
     cancelled: bool
 
     @classmethod
-    def from_domain(cls, record: AuditRecord) -> AuditRecordOut:
+    def from_domain(cls, record: AuditRecord) -> "AuditRecordOut":
         return cls(
             audit_id=record.audit_id, created_at=record.created_at, updated_at=record.updated_at,
             session_id=record.session_id, run_id=record.run_id, principal=record.principal,
