@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,9 @@ import pytest
 
 from dataagent.domain.audit import AuditRecord, sql_hash
 from dataagent.entrypoints.settings import Settings
+from tests.integration.test_readme import readme_block, run_shell
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
+from tests.support import cli_command, free_port, spawn, wait_healthy
 from tests.support.polling import eventually
 from tests.support.servers import KEY_B, LiveServer, live_server, make_settings
 
@@ -251,3 +254,18 @@ async def test_pages_by_cursor_and_json_lines_give_the_same_records(serve: Serve
         assert naive.status_code == 422
         window = await c.get("/api/v1/audit", params={"since": paged[1]["created_at"], "until": paged[3]["created_at"]})
         assert [r["audit_id"] for r in window.json()["records"]] == [paged[1]["audit_id"], paged[2]["audit_id"]]
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the README block needs curl and jq")
+def test_the_readme_audit_block_works_verbatim() -> None:
+    port = free_port()
+    env = {"DATAAGENT_API_KEYS": "demo:demo-key-123", "DATAAGENT_KEY_SCOPES": "demo:admin",
+           "DATAAGENT_HITL_POLICY": "never"}
+    server = spawn(cli_command() + ["--host", "127.0.0.1", "--port", str(port)], env, port)
+    try:
+        wait_healthy(server)
+        out = run_shell(readme_block("audit-session"), port)
+    finally:
+        server.stop()
+    assert '"principal": "demo"' in out and '"decision": "auto_approve"' in out and '"outcome": "ran"' in out
+    assert '"rows": ' in out and '{"audit_id":"aud_' in out

@@ -9,6 +9,7 @@ import pytest
 
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.mysql.schema import SchemaMismatchError
+from dataagent.adapters.mysql.tables import TABLES
 from dataagent.domain.approvals import Decision, DecisionType
 from dataagent.domain.errors import PayloadTooLargeError, StoreUnavailableError
 from dataagent.domain.models import MessagePageQuery, Role, RunState
@@ -44,7 +45,8 @@ async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_a
             "SELECT TABLE_NAME, ENGINE, TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (db,)
         )
         assert {(t, e, c) for t, e, c in tables} == {
-            (name, "InnoDB", "utf8mb4_bin") for name in ("sessions", "messages", "interrupts")
+            (name, "InnoDB", "utf8mb4_bin")
+            for name in ("sessions", "messages", "interrupts", "request_keys", "queued_runs", "sql_audit")
         }
         messages = columns_of(await admin_query(
             "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
@@ -59,10 +61,12 @@ async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_a
         assert ("messages", "session_id,position", True) in found
         assert ("sessions", "user_id,last_active,session_id", False) in found
         assert ("sessions", "last_active", False) in found
+        assert ("sql_audit", "created_at,audit_id", False) in found  # the trail's order and its retention sweep
         rules = await admin_query(
             "SELECT TABLE_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA=%s", (db,))
-        assert sorted(rules) == [("interrupts", "CASCADE"), ("messages", "CASCADE")]
+        # the audit trail has no foreign key: its records outlive the session's deletion
+        assert sorted(rules) == [("interrupts", "CASCADE"), ("messages", "CASCADE"), ("queued_runs", "CASCADE")]
 
 
 async def test_workers_starting_together_create_the_schema_once_without_errors() -> None:
@@ -71,7 +75,7 @@ async def test_workers_starting_together_create_the_schema_once_without_errors()
         await asyncio.gather(*(r.start() for r in repos))
         await asyncio.gather(*(r.close() for r in repos))
         assert len(await admin_query(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (db,))) == 3
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (db,))) == len(TABLES)
 
 
 async def test_an_old_table_without_our_columns_stops_start_up_with_a_migration_hint() -> None:

@@ -177,13 +177,13 @@ class Sweeper:
 
     async def _purge_audit_forever(self, audit: AuditService) -> None:
         while True:
+            await asyncio.sleep(self._settings.expiry_interval)  # first: a stop right after start cuts no query
             try:
                 purged = await audit.purge()
                 if purged:
                     log.info("deleted %d audit records older than %g days", purged, self._settings.audit_retention)
             except Exception:
                 log.exception("the audit retention sweep failed")
-            await asyncio.sleep(self._settings.expiry_interval)
 
     async def _expire_forever(self, service: SessionService) -> None:
         while True:
