@@ -151,7 +151,7 @@ async def test_the_retention_purge_deletes_records_older_than_the_retention_days
 
 async def test_the_trail_stores_valid_text_for_a_lone_surrogate(log: AuditLog) -> None:
     trail = AuditTrail(log, FixedClock(T0), CountingIds())
-    proposed = await trail.propose("s1", "run_1", "alice", "SELECT '\ud800'", "SELECT", True, ("t\udfff",))
+    proposed = await trail.save(trail.new("s1", "run_1", "alice", "SELECT '\ud800'", "SELECT", True, ("t\udfff",)))
     saved = await trail.save(dataclasses.replace(proposed, error="bad \udc80 byte"))
     got = await log.get(proposed.audit_id)
     assert got == saved and got.sql == "SELECT '\ufffd'" and got.tables == ("t\ufffd",)

@@ -150,6 +150,8 @@ async def test_every_decision_path_leaves_exactly_one_record_with_its_fields(ser
 async def test_cancels_while_waiting_and_while_running_are_recorded(serve: Serve) -> None:
     async with serve() as srv, srv.client() as c, srv.client() as other:
         body = await ask(c, "cw", "select * from products")
+        [waiting] = await records(c, "cw")  # stored before the wait, so visible while it lasts
+        assert (waiting["outcome"], waiting["decision"], waiting["decided_at"]) == ("pending", None, None)
         r = await other.post("/api/v1/chat/cw/cancel")
         assert r.status_code == 200, r.text
         record = await eventually(lambda: _outcome(c, "cw", "cancelled"), what="the waiting statement cancelled")

@@ -32,24 +32,23 @@ class AuditLog(Protocol):
 
 
 class AuditTrail:
-    """What the SQL step calls: a new record per proposed statement, then each change saved in place."""
+    """What the SQL step calls: a new record per proposed statement, then its changes saved in place."""
 
     def __init__(self, log: AuditLog, clock: Clock, ids: IdGenerator) -> None:
         self.log = log
         self.clock = clock
         self._ids = ids
 
-    async def propose(
+    def new(
         self, session_id: str, run_id: str, principal: str | None, sql: str, statement_type: str,
         read_only: bool, tables: tuple[str, ...], end_user: str | None = None,
     ) -> AuditRecord:
+        """The record of a statement proposed now (pending, not saved yet)."""
         now = self.clock.now()
-        record = AuditRecord(
+        return AuditRecord(
             self._ids.new_id("aud"), now, session_id, run_id, principal, sql, statement_type, read_only,
             tables, end_user=end_user, updated_at=now,
-        ).valid()
-        await self.log.save(record)
-        return record
+        )
 
     def now(self) -> datetime:
         return self.clock.now()

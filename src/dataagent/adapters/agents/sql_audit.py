@@ -1,7 +1,9 @@
-"""The audit record of one run_sql call (application/audit.py), saved as the SQL step moves it on.
+"""The audit record of one run_sql call (application/audit.py), kept as the SQL step moves it on.
 
-Without a trail every method does nothing. Once proposed, each step saves the one record in place: its
-decision (who, when), then its execution (duration, rows, error), or its end by a cancel or a failure.
+Without a trail every method does nothing. The record is saved (in place, by its id) where the statement waits
+or ends: before it waits for a decision (`pending`), before it is sent to the database (`running`, so nothing
+runs without a stored record: a store that cannot save it fails the step), and at its end (a decision that ends
+it, a refusal, the execution, a cancel or a failure). A statement approved by the policy costs two saves.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ REFUSALS = {
     "policy": AuditDecision.REFUSED_POLICY,
     "estimate": AuditDecision.REFUSED_ESTIMATE,
 }
+_OPEN = (AuditOutcome.PENDING, AuditOutcome.RUNNING)
 
 
 class StatementAudit:
@@ -44,14 +47,18 @@ class StatementAudit:
     def record(self) -> AuditRecord | None:
         return self._record
 
-    async def propose(self, analysis: SqlAnalysis) -> None:
+    def propose(self, analysis: SqlAnalysis) -> None:
         if self._trail is None:
             return
         ctx = self._ctx
-        self._record = await self._trail.propose(
+        self._record = self._trail.new(
             ctx.session_id, ctx.run_id, ctx.principal, analysis.sql, analysis.statement_type,
             analysis.read_only, tuple(analysis.tables), end_user=_end_user(ctx),
         )
+
+    async def awaiting_decision(self) -> None:
+        if self._record is not None:
+            await self._save(self._record)
 
     async def refused(self, cause: str, reason: str) -> None:
         """Refused by the server before any decision, or (after an edit) with the client's edit kept."""
@@ -65,24 +72,27 @@ class StatementAudit:
             await self._save(_replace(self._record, outcome=AuditOutcome.REFUSED, reason=reason,
                                       updated_at=self._now()))
 
-    async def auto_approved(self) -> None:
+    def auto_approved(self) -> None:
         if self._record is not None:
-            await self._save(self._record.decided(AuditDecision.AUTO_APPROVE, SERVER, self._now(),
-                                                  outcome=AuditOutcome.RUNNING))
+            self._record = self._record.decided(AuditDecision.AUTO_APPROVE, SERVER, self._now(),
+                                                outcome=AuditOutcome.RUNNING)
 
     async def decided(self, decision: Decision, edited_sql: str | None = None) -> None:
-        """A decision from Approvals: a client's (approve, edit, reject), a timeout's or a cancel's."""
+        """A decision from Approvals: a client's (approve, edit, reject), a timeout's or a cancel's. One that
+        lets the statement go on is saved with its `running` (or an edit's refusal)."""
         if self._record is None:
             return
         kind, outcome, by = _classify(decision, self._ctx.principal)
         reason = decision.message if kind is not AuditDecision.APPROVE else None
-        await self._save(self._record.decided(kind, by, self._now(), outcome=outcome, reason=reason,
-                                              edited_sql=edited_sql))
+        self._record = self._record.decided(kind, by, self._now(), outcome=outcome, reason=reason,
+                                            edited_sql=edited_sql)
+        if outcome not in _OPEN:
+            await self._save(self._record)
 
     async def running(self, executed_sql: str) -> None:
-        self._started = time.monotonic()
         if self._record is not None:
             await self._save(self._record.running(executed_sql, self._now()))
+        self._started = time.monotonic()
 
     async def ran(self, result: QueryResult) -> None:
         if self._record is not None:
@@ -99,7 +109,7 @@ class StatementAudit:
     async def interrupted(self, exc: BaseException) -> None:
         """The step ends by an exception: a cancel (of the run) or a failure; saved even under a cancel."""
         record = self._record
-        if record is None or record.outcome not in (AuditOutcome.PENDING, AuditOutcome.RUNNING):
+        if record is None or record.outcome not in _OPEN:
             return
         elapsed = self._elapsed_ms() if self._started is not None else None
         if isinstance(exc, anyio.get_cancelled_exc_class()):

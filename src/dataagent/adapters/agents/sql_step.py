@@ -96,7 +96,7 @@ class SqlStep:
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
         audit = StatementAudit(self.audit, ctx)
-        await audit.propose(analysis)
+        audit.propose(analysis)
         try:
             outcome = await self._run(ctx, analysis, audit)
         except BaseException as exc:
@@ -115,6 +115,7 @@ class SqlStep:
             if refusal := self._over_limit(analysis, estimate):
                 return refusal
             args = {**analysis.as_args(), "estimate": estimate.as_args()}
+            await audit.awaiting_decision()
             decision = await ctx.request_approval(ApprovalAction(
                 RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
@@ -131,7 +132,7 @@ class SqlStep:
             else:
                 await audit.decided(decision)
         else:
-            await audit.auto_approved()
+            audit.auto_approved()
         return await self._execute(analysis, audit, edited)
 
     async def _execute(self, analysis: SqlAnalysis, audit: StatementAudit, edited: bool) -> SqlOutcome:
