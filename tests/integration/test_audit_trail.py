@@ -254,6 +254,12 @@ async def test_pages_by_cursor_and_json_lines_give_the_same_records(serve: Serve
         assert bad.status_code == 422 and bad.json()["error_code"] == "validation_error"
         naive = await c.get("/api/v1/audit", params={"since": "2026-01-01T00:00:00"})
         assert naive.status_code == 422
+        extremes = {"since": "0001-01-01T00:00:00+14:00", "until": "9999-12-31T23:59:59.999999-12:00"}
+        wide = await c.get("/api/v1/audit", params=extremes)
+        assert wide.status_code == 200, wide.text
+        assert [r["audit_id"] for r in wide.json()["records"]] == [r["audit_id"] for r in paged]
+        far = await c.get("/api/v1/audit", params={"after": "99999999999999999_\U0001f600" + "x" * 150})
+        assert far.status_code == 200 and far.json()["records"] == []
         window = await c.get("/api/v1/audit", params={"since": paged[1]["created_at"], "until": paged[3]["created_at"]})
         assert [r["audit_id"] for r in window.json()["records"]] == [paged[1]["audit_id"], paged[2]["audit_id"]]
 

@@ -135,6 +135,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return _EPOCH + timedelta(microseconds=int(micros)), audit_id
 
 
+def _utc(value: datetime) -> datetime:
+    """The time in UTC; past the calendar's ends (year 1 at +14:00), the end itself."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
     """A page of the trail, oldest first: records created in [since, until), after the cursor, filtered."""
@@ -154,6 +162,8 @@ class AuditQuery:
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise InvalidInputError(f"'{name}' needs a time zone (e.g. 2026-01-31T00:00:00Z)")
+            if value is not None:
+                object.__setattr__(self, name, _utc(value))
         if self.after is not None:
             decode_cursor(self.after)
 
