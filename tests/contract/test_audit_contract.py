@@ -231,3 +231,20 @@ def test_property_paging_by_cursor_yields_every_selected_record_once_in_order(
 
 async def _nothing() -> None:
     return None
+
+
+async def test_closing_open_records_of_a_lost_run_marks_only_that_runs_open_ones(log: AuditLog) -> None:
+    await log.save(record("a", at(0), run_id="run_1", outcome=AuditOutcome.RUNNING))
+    await log.save(record("b", at(1), run_id="run_1", outcome=AuditOutcome.RAN))
+    await log.save(record("c", at(2), run_id="run_2", outcome=AuditOutcome.PENDING))
+    await log.save(record("d", at(3), run_id="run_1", outcome=AuditOutcome.PENDING))
+    service = AuditService(log, FixedClock(at(60)), retention_days=90)
+
+    assert await service.close_open("worker_lost", "s1", "run_1") == 2
+    by_id = {r.audit_id: r for r in (await log.find(AuditQuery())).records}
+    assert (by_id["a"].outcome, by_id["d"].outcome) == ("failed", "failed")
+    assert by_id["a"].error is not None and by_id["a"].error.startswith("worker_lost")
+    assert (by_id["b"].outcome, by_id["c"].outcome) == ("ran", "pending")
+
+    assert await service.close_open("interrupted") == 1  # local start-up: every open one
+    assert not any(r.is_open for r in (await log.find(AuditQuery())).records)

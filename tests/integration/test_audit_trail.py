@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dataagent.domain.audit import AuditRecord, sql_hash
+from dataagent.domain.audit import AuditOutcome, AuditRecord, sql_hash
 from dataagent.entrypoints.settings import Settings
 from tests.integration.test_readme import readme_block, run_shell
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
@@ -277,3 +277,17 @@ def test_the_readme_audit_block_works_verbatim() -> None:
         server.stop()
     assert '"principal": "demo"' in out and '"decision": "auto_approve"' in out and '"outcome": "ran"' in out
     assert '"rows": ' in out and '{"audit_id":"aud_' in out
+
+
+@pytest.mark.mysql
+async def test_a_restart_on_mysql_marks_statements_cut_off_by_the_previous_process_as_failed() -> None:
+    async with fresh_database("dataagent_audit") as database:
+        settings = make_settings(session_store="mysql", mysql_host=MYSQL_HOST, mysql_port=MYSQL_PORT,
+                                 mysql_database=database, key_scopes=["alice:admin"])
+        async with live_server(settings) as srv:  # the previous process, which left a statement running
+            await srv.container.audit_log().save(AuditRecord(
+                "aud_cut", datetime.now(UTC), "s-cut", "run_cut", "alice", "SELECT 1", "SELECT", True,
+                outcome=AuditOutcome.RUNNING))
+        async with live_server(settings) as srv, srv.client() as c:
+            [record] = await records(c, "s-cut")
+    assert record["outcome"] == "failed" and record["error"].startswith("interrupted")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from dataagent.application.ports import Clock, IdGenerator
-from dataagent.domain.audit import AuditPage, AuditQuery, AuditRecord
+from dataagent.domain.audit import AuditOutcome, AuditPage, AuditQuery, AuditRecord
 
 PURGE_BATCH = 1000
 
@@ -79,3 +79,21 @@ class AuditService:
             if deleted < PURGE_BATCH:
                 break
         return total
+
+    async def close_open(self, reason: str, session_id: str | None = None, run_id: str | None = None) -> int:
+        """Mark the open (pending or running) records as failed by `reason`: those of a run whose process died
+        (the failover's `worker_lost`), or, with neither id, every one (local start-up: `interrupted`)."""
+        now, closed = self._clock.now(), 0
+        for outcome in (AuditOutcome.PENDING, AuditOutcome.RUNNING):
+            after: str | None = None
+            while True:
+                page = await self._log.find(AuditQuery(limit=PURGE_BATCH, after=after, session_id=session_id,
+                                                       outcome=outcome, until=now))
+                for record in page.records:
+                    if run_id is None or record.run_id == run_id:
+                        await self._log.save(record.interrupted(now, reason))
+                        closed += 1
+                if not page.has_more:
+                    break
+                after = page.next_cursor
+        return closed

@@ -108,6 +108,15 @@ class AuditRecord:
             changes["duration_ms"] = round(duration_ms, 3)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def interrupted(self, at: datetime, reason: str) -> AuditRecord:
+        """The process that ran the statement ended before it did (a kill, a lost worker): failed, `reason`."""
+        return dataclasses.replace(self, outcome=AuditOutcome.FAILED, error=f"{reason}: the server process running "
+                                   "the statement ended before it did", updated_at=at)
+
+    @property
+    def is_open(self) -> bool:
+        return self.outcome in (AuditOutcome.PENDING, AuditOutcome.RUNNING)
+
     def valid(self) -> AuditRecord:
         """The record with every text valid Unicode (a lone surrogate as U+FFFD), as every store can hold it."""
         texts = ("sql", "statement_type", "edited_sql", "reason", "executed_sql", "error", "principal",

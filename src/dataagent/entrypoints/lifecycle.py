@@ -17,9 +17,11 @@ from types import TracebackType
 
 from dataagent.adapters.redis.client import close_client
 from dataagent.application.audit import AuditService
+from dataagent.application.failover import OrphanCloser
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.sessions import SessionService
 from dataagent.application.tasks import stop_tasks
+from dataagent.application.transport import FinalEvent
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.settings import Settings
 
@@ -101,7 +103,7 @@ def build_lifecycle(container: Container) -> Lifecycle:
 
     async def start_broker() -> None:
         broker = container.broker()
-        broker.on_orphan(container.orphan_closer().close)  # before its sweeper can find a dead owner's run
+        broker.on_orphan(orphan_handler(container))  # before its sweeper can find a dead owner's run
         await broker.start()
 
     async def stop_broker() -> None:
@@ -154,6 +156,25 @@ async def recover_local_runs(container: Container, settings: Settings) -> None:
     cleared = await repository.clear_run_states()
     if cleared:
         log.warning("cleared the active run of %d sessions left by a previous process", cleared)
+    closed = await container.audit_service().close_open("interrupted")
+    if closed:
+        log.warning("marked %d audit records of statements cut off by a previous process as failed", closed)
+
+
+def orphan_handler(container: Container) -> Callable[[str, str], Awaitable[FinalEvent | None]]:
+    """The failover's closer of a dead owner's run, which also closes the run's open audit records."""
+    closer: OrphanCloser = container.orphan_closer()
+    audit: AuditService = container.audit_service()
+
+    async def close(session_id: str, run_id: str) -> FinalEvent | None:
+        final = await closer.close(session_id, run_id)
+        try:
+            await audit.close_open("worker_lost", session_id, run_id)
+        except Exception:  # the run is closed; its audit records stay open, as the log says
+            log.exception("the audit records of the lost run %s could not be closed", run_id)
+        return final
+
+    return close
 
 
 class Sweeper:
