@@ -18,6 +18,7 @@ import pytest
 
 from dataagent.domain.audit import AuditOutcome, AuditRecord, sql_hash
 from dataagent.entrypoints.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.test_readme import readme_block, run_shell
 from tests.mysqldb import MYSQL_HOST, MYSQL_PORT, fresh_database
 from tests.support import cli_command, free_port, spawn, wait_healthy
@@ -145,6 +146,26 @@ async def test_every_decision_path_leaves_exactly_one_record_with_its_fields(ser
         await decide(c, "fl", body, {"type": "approve"})
         r = await the_record(c, "fl", body)
         assert (r["outcome"], r["decision"]) == ("failed", "approve") and r["error"]
+
+
+async def test_the_llm_engines_read_only_screen_and_an_approval_in_one_run(
+    serve: Serve, fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.add_tool_calls([("c1", "run_sql", {"sql": "DELETE FROM customers"})])
+    fake_openai.add_tool_calls([("c2", "run_sql", {"sql": "SELECT count(*) AS n FROM customers"})])
+    fake_openai.add_text("There are some.")
+    llm = {"agent": "llm", "llm_base_url": fake_openai.base_url, "llm_api_key": "sk-test", "llm_timeout": 10}
+    async with serve(**llm) as srv, srv.client() as c:
+        body = await ask(c, "llm", "clean up, then count")
+        assert body["status"] == "awaiting_approval"
+        done = await decide(c, "llm", body, {"type": "approve"})
+        assert done["status"] == "completed"
+        refused, ran = await records(c, "llm")
+    assert (refused["sql"], refused["outcome"], refused["decision"], refused["decided_by"]) == (
+        "DELETE FROM customers", "refused", "refused_guard", "server")
+    assert "read-only" in refused["reason"] and refused["read_only"] is False
+    assert (ran["outcome"], ran["decision"], ran["decided_by"], ran["rows"]) == ("ran", "approve", "alice", 1)
+    assert refused["run_id"] == ran["run_id"] == body["run_id"]
 
 
 async def test_cancels_while_waiting_and_while_running_are_recorded(serve: Serve) -> None:
