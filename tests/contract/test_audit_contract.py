@@ -155,6 +155,7 @@ async def test_the_trail_stores_valid_text_for_a_lone_surrogate(log: AuditLog) -
     saved = await trail.save(dataclasses.replace(proposed, error="bad \udc80 byte"))
     got = await log.get(proposed.audit_id)
     assert got == saved and got.sql == "SELECT '\ufffd'" and got.tables == ("t\ufffd",)
+    assert got.sql_hash == sql_hash("SELECT '\ufffd'")
     assert got.error == "bad \ufffd byte"
 
 

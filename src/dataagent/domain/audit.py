@@ -45,7 +45,8 @@ SERVER = "server"  # `decided_by` of every decision that is not a client's
 
 
 def sql_hash(sql: str) -> str:
-    """SHA-256 of the statement's text (UTF-8; a lone surrogate as its escape), hex."""
+    """SHA-256 of the statement's UTF-8 text, hex (a lone surrogate, which a stored record never holds, as its
+    backslash escape)."""
     return hashlib.sha256(sql.encode("utf-8", "backslashreplace")).hexdigest()
 
 
@@ -124,6 +125,7 @@ class AuditRecord:
         changes: dict[str, object] = {
             name: valid_text(value) for name in texts if isinstance(value := getattr(self, name), str)}
         changes["tables"] = tuple(valid_text(t) for t in self.tables)
+        changes["sql_hash"] = sql_hash(str(changes["sql"]))  # of the text as stored
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property
