@@ -61,9 +61,11 @@ async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_a
         assert ("messages", "session_id,position", True) in found
         assert ("sessions", "user_id,last_active,session_id", False) in found
         assert ("sessions", "last_active", False) in found
+        assert ("sql_audit", "created_at,audit_id", False) in found  # the trail's order and its retention sweep
         rules = await admin_query(
             "SELECT TABLE_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA=%s", (db,))
+        # the audit trail has no foreign key: its records outlive the session's deletion
         assert sorted(rules) == [("interrupts", "CASCADE"), ("messages", "CASCADE"), ("queued_runs", "CASCADE")]
 
 

@@ -66,7 +66,7 @@ async def test_the_openapi_document_declares_the_api_key_on_every_protected_rout
         operations = {(m, p): op for p, item in document["paths"].items() for m, op in item.items()}
         assert "security" not in operations[("get", "/api/v1/health")]
         protected = {k: op for k, op in operations.items() if k[1] != "/api/v1/health"}
-        assert len(protected) == 10  # chat, stream, cancel, hitl, 4 session routes, session stream, schema
+        assert len(protected) == 11  # chat, stream, cancel, hitl, 4 session routes, session stream, schema, audit
         # an EventSource cannot set headers: the session stream also takes the key as `?api_key=`
         stream = protected.pop(("get", "/api/v1/sessions/{session_id}/stream"))
         assert stream["security"] == PROTECTED_SCHEMES + [{"APIKeyQuery": []}]

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
+from dataagent.adapters.memory.audit import InMemoryAuditLog
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.memory.slots import InMemoryRunSlots
 from dataagent.adapters.memory.transport import in_memory_hub
+from dataagent.adapters.mysql.audit import MySqlAuditLog
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
@@ -21,6 +23,7 @@ from dataagent.adapters.redis.client import close_client, make_client
 from dataagent.adapters.redis.slots import RedisRunSlots
 from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
+from dataagent.application.audit import AuditService, AuditTrail
 from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
@@ -145,8 +148,17 @@ class Container(containers.DeclarativeContainer):
         )),
     )
     limits = providers.Singleton(build_limits, settings, redis_client.provider)  # the client only if it counts
+    # the SQL audit trail, in the session store (the MySQL table is created with the others)
+    audit_log = providers.Selector(
+        settings.provided.session_store,
+        memory=providers.Singleton(InMemoryAuditLog, settings.provided.audit_max_memory_records),
+        mysql=providers.Singleton(MySqlAuditLog, mysql_engine),
+    )
+    audit_trail = providers.Singleton(AuditTrail, audit_log, clock, ids)
+    audit_service = providers.Factory(AuditService, audit_log, clock, settings.provided.audit_retention)
+
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
-    engine = providers.Singleton(build_engine, settings, data_context)
+    engine = providers.Singleton(build_engine, settings, data_context, audit_trail)
     schema_catalog = providers.Singleton(build_catalog, data_context)
 
     run_manager = providers.Singleton(

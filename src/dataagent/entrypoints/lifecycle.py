@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from dataagent.adapters.redis.client import close_client
+from dataagent.application.audit import AuditService
+from dataagent.application.failover import OrphanCloser
 from dataagent.application.recovery import close_interrupted_runs
 from dataagent.application.sessions import SessionService
 from dataagent.application.tasks import stop_tasks
+from dataagent.application.transport import FinalEvent
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.settings import Settings
 
@@ -101,7 +104,7 @@ def build_lifecycle(container: Container) -> Lifecycle:
     async def start_broker() -> None:
         broker = container.broker()
         # before its sweeper can find a dead owner's run; a freed session's queue goes on here
-        broker.on_orphan(container.orphan_closer().close, then=container.run_queue().run_ended)
+        broker.on_orphan(orphan_handler(container), then=container.run_queue().run_ended)
         await broker.start()
 
     async def stop_broker() -> None:
@@ -154,23 +157,55 @@ async def recover_local_runs(container: Container, settings: Settings) -> None:
     cleared = await repository.clear_run_states()
     if cleared:
         log.warning("cleared the active run of %d sessions left by a previous process", cleared)
+    closed = await container.audit_service().close_open("interrupted")
+    if closed:
+        log.warning("marked %d audit records of statements cut off by a previous process as failed", closed)
+
+
+def orphan_handler(container: Container) -> Callable[[str, str], Awaitable[FinalEvent | None]]:
+    """The failover's closer of a dead owner's run, which also closes the run's open audit records."""
+    closer: OrphanCloser = container.orphan_closer()
+    audit: AuditService = container.audit_service()
+
+    async def close(session_id: str, run_id: str) -> FinalEvent | None:
+        final = await closer.close(session_id, run_id)
+        try:
+            await audit.close_open("worker_lost", session_id, run_id)
+        except Exception:  # the run is closed; its audit records stay open, as the log says
+            log.exception("the audit records of the lost run %s could not be closed", run_id)
+        return final
+
+    return close
 
 
 class Sweeper:
-    """Expires idle sessions every `expiry_interval` seconds, in a task of its own."""
+    """Every `expiry_interval` seconds, in tasks of their own: expires idle sessions, and deletes audit records
+    older than DATAAGENT_AUDIT_RETENTION days."""
 
     def __init__(self, container: Container, settings: Settings) -> None:
         self._container = container
         self._settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         service: SessionService = self._container.session_service()
-        self._task = asyncio.create_task(self._expire_forever(service), name="session-expiry")
+        audit: AuditService = self._container.audit_service()
+        self._tasks = [asyncio.create_task(self._expire_forever(service), name="session-expiry"),
+                       asyncio.create_task(self._purge_audit_forever(audit), name="audit-retention")]
 
     async def stop(self) -> None:
-        await stop_tasks(self._task)
-        self._task = None
+        await stop_tasks(*self._tasks)
+        self._tasks = []
+
+    async def _purge_audit_forever(self, audit: AuditService) -> None:
+        while True:
+            await asyncio.sleep(self._settings.expiry_interval)  # first: a stop right after start cuts no query
+            try:
+                purged = await audit.purge()
+                if purged:
+                    log.info("deleted %d audit records older than %g days", purged, self._settings.audit_retention)
+            except Exception:
+                log.exception("the audit retention sweep failed")
 
     async def _expire_forever(self, service: SessionService) -> None:
         while True:

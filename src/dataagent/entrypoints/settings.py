@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(100, ge=4)
     run_lease: float = Field(6, ge=1)
 
+    # SQL audit trail (GET /api/v1/audit): days a record is kept (swept every DATAAGENT_EXPIRY_INTERVAL), and
+    # how many the memory store holds (the oldest go first)
+    audit_retention: float = Field(90, gt=0, le=36500)
+    audit_max_memory_records: int = Field(10_000, ge=1, le=10_000_000)
+
     @field_validator("api_keys", "cors_origins", "key_scopes", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> list[str]:

@@ -18,6 +18,7 @@ from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql.scope import visible_semantic
 from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import RUN_SQL, EstimateRules, SqlOutcome, SqlStep
+from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested
 
@@ -76,6 +77,7 @@ class DemoEngine:
         place: str = "the demo database",
         data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
@@ -83,6 +85,7 @@ class DemoEngine:
         self._semantic = semantic
         self._step = SqlStep(
             database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates,
+            audit=audit,
         ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:

@@ -22,6 +22,8 @@ from dataagent.adapters.agents.sql import (
 )
 from dataagent.adapters.agents.sql.policy import DataPolicy
 from dataagent.adapters.agents.sql.scope import PolicyScope
+from dataagent.adapters.agents.sql_audit import StatementAudit
+from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
 from dataagent.domain.approvals import ApprovalAction, DecisionSource, DecisionType
 from dataagent.domain.events import ToolCompleted
@@ -48,6 +50,7 @@ class SqlOutcome:
     detail: str = ""
     result: QueryResult | None = None
     edited: bool = False
+    cause: str = ""  # a refusal's: guard, read_only, policy or estimate (the audit's decision)
 
     @property
     def status(self) -> str:
@@ -70,13 +73,16 @@ class SqlStep:
     the hitl args as `estimate`; a statement over `estimates.max_rows` is refused before approval (and after
     an edit, which goes through the policy and the estimate again), with the reason as its result. No
     decision before DATAAGENT_HITL_TIMEOUT ends the step as `timed_out`, said as such (not as a reject).
+    With an audit trail (DATAAGENT_AUDIT_*), each call leaves one audit record, saved as it progresses.
     """
 
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
         data_policy: DataPolicy | None = None, estimates: EstimateRules | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.database = database
+        self.audit = audit
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
@@ -88,6 +94,18 @@ class SqlStep:
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
+        audit = StatementAudit(self.audit, ctx)
+        audit.propose(analysis)
+        try:
+            outcome = await self._run(ctx, analysis, audit)
+        except BaseException as exc:
+            await audit.interrupted(exc)
+            raise
+        if outcome.kind == "refused":
+            await audit.refused(outcome.cause, outcome.detail)
+        return outcome
+
+    async def _run(self, ctx: RunContext, analysis: SqlAnalysis, audit: StatementAudit) -> SqlOutcome:
         if refusal := self._refusal(analysis) or await self._too_costly(analysis):
             return refusal
         edited = False
@@ -96,6 +114,7 @@ class SqlStep:
             if refusal := self._over_limit(analysis, estimate):
                 return refusal
             args = {**analysis.as_args(), "estimate": estimate.as_args()}
+            await audit.awaiting_decision()
             decision = await ctx.request_approval(ApprovalAction(
                 RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
@@ -103,17 +122,30 @@ class SqlStep:
                 return SqlOutcome("timed_out", "Not run: no decision on this statement came before the approval "
                                   "timed out.", analysis.sql, "the approval timed out")
             if decision.type is DecisionType.REJECT:
+                await audit.decided(decision)
                 reason = decision.message or "no reason given"
                 return SqlOutcome("rejected", f"The user rejected this statement: {reason}", analysis.sql, reason)
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
+                await audit.decided(decision, edited_sql=sql)
                 analysis, edited = await self.analyse(sql, ctx.principal), True
                 if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
+            else:
+                await audit.decided(decision)
+        else:
+            audit.auto_approved()
+        return await self._execute(analysis, audit, edited)
+
+    async def _execute(self, analysis: SqlAnalysis, audit: StatementAudit, edited: bool) -> SqlOutcome:
+        executed = analysis.executed_sql or analysis.sql
+        await audit.running(executed)
         try:
-            result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
+            result = await self.database.run_query(executed, approved=analysis)
         except SqlToolError as exc:
+            await audit.failed(exc)
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
+        await audit.ran(result)
         return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
 
     async def _estimate(self, analysis: SqlAnalysis) -> Estimate:
@@ -132,12 +164,14 @@ class SqlStep:
         scans = f", reading all of {', '.join(estimate.full_scans)}" if estimate.full_scans else ""
         reason = (f"the database estimates it handles about {estimate.rows} rows{scans}, over the limit of "
                   f"{limit} (DATAAGENT_SQL_MAX_ESTIMATED_ROWS); filter on an indexed column or aggregate first")
-        return SqlOutcome("refused", f"Refused: {reason}.", analysis.sql, reason, edited=edited)
+        return SqlOutcome("refused", f"Refused: {reason}.", analysis.sql, reason, edited=edited, cause="estimate")
 
     def _refusal(self, analysis: SqlAnalysis, edited: bool = False) -> SqlOutcome | None:
         if analysis.refusal is not None:
-            return SqlOutcome("refused", f"Refused: {analysis.refusal}.", analysis.sql, analysis.refusal, edited=edited)
+            cause = "policy" if analysis.policy is not None else "guard"
+            return SqlOutcome("refused", f"Refused: {analysis.refusal}.", analysis.sql, analysis.refusal,
+                              edited=edited, cause=cause)
         if not self.database.read_only or analysis.read_only:
             return None
         reason = f"Refused: only read-only queries are allowed ({analysis.reason})."
-        return SqlOutcome("refused", reason, analysis.sql, analysis.reason or "", edited=edited)
+        return SqlOutcome("refused", reason, analysis.sql, analysis.reason or "", edited=edited, cause="read_only")

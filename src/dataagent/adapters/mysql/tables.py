@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -168,4 +170,40 @@ queued_runs = Table(
     **TABLE_OPTIONS,
 )
 
-TABLES = (sessions, messages, interrupts, request_keys, queued_runs)
+# the SQL audit trail (adapters/mysql/audit.py): one row per proposed statement, no foreign key to its session,
+# which it outlives; deleted by the retention sweep (DATAAGENT_AUDIT_RETENTION), oldest first
+sql_audit = Table(
+    "sql_audit",
+    metadata,
+    _id("audit_id", primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=True),
+    _id("session_id", nullable=False),
+    _id("run_id", nullable=False),
+    Column("principal", String(PRINCIPAL_LENGTH), nullable=True),
+    Column("end_user", String(PRINCIPAL_LENGTH), nullable=True),
+    Column("statement_hash", String(64), nullable=False),
+    Column("statement", LONGTEXT(), nullable=False),
+    Column("statement_type", String(64), nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("table_names", JSON(none_as_null=True), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("decision", String(32), nullable=True),
+    Column("decided_by", String(PRINCIPAL_LENGTH), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("edited_statement", LONGTEXT(), nullable=True),
+    Column("executed_statement", LONGTEXT(), nullable=True),
+    Column("reason", LONGTEXT(), nullable=True),
+    Column("duration_ms", Float(53), nullable=True),
+    Column("row_count", BigInteger, nullable=True),
+    Column("error", LONGTEXT(), nullable=True),
+    Column("cancelled", Boolean, nullable=False, default=False),
+    # the trail's order (pages, and the retention sweep from the oldest), and the filters with it
+    Index(None, "created_at", "audit_id"),
+    Index(None, "session_id", "created_at"),
+    Index(None, "principal", "created_at"),
+    Index(None, "outcome", "created_at"),
+    **TABLE_OPTIONS,
+)
+
+TABLES = (sessions, messages, interrupts, request_keys, queued_runs, sql_audit)

@@ -18,6 +18,7 @@ from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql.context import prompt_context
 from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import EstimateRules, SqlStep
+from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
 from dataagent.domain.errors import AgentFailedError
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested, ToolCompleted, UsageReported
@@ -40,6 +41,7 @@ class OpenAiEngine:
         client: openai.AsyncOpenAI | None = None,
         data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.config = config
         self._db = database
@@ -49,7 +51,7 @@ class OpenAiEngine:
         )
         self._completions = Completions(self._client, config)
         place = f"the {dialect_name(database.dialect)} database"
-        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates)
+        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates, audit=audit)
         self._tools = DataTools(step, self._semantic)
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
