@@ -133,13 +133,13 @@ async def test_every_decision_path_leaves_exactly_one_record_with_its_fields(ser
         r = await the_record(c, "pl", body)
         assert (r["outcome"], r["decision"], r["principal"]) == ("refused", "refused_policy", "bob")
 
-        # a write approved on the read-only demo database: the database-level guard refuses it
+        # a write on the read-only demo database: refused before approval, as the LLM engine does
         body = await ask(c, "wr", "insert into products (name) values ('x')")
-        await decide(c, "wr", body, {"type": "approve"})
+        assert body["status"] == "completed" and all(e["event_type"] != "hitl" for e in body["events"])
         r = await the_record(c, "wr", body)
-        assert (r["outcome"], r["decision"], r["read_only"], r["statement_type"]) == (
-            "refused", "approve", False, "INSERT")
-        assert r["error"]
+        assert (r["outcome"], r["decision"], r["decided_by"], r["read_only"], r["statement_type"]) == (
+            "refused", "refused_guard", "server", False, "INSERT")
+        assert r["executed_sql"] is None
 
         # the database fails the statement
         body = await ask(c, "fl", "select * from no_such_table")
@@ -286,14 +286,14 @@ async def test_pages_by_cursor_and_json_lines_give_the_same_records(serve: Serve
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the README block needs curl and jq")
-def test_the_readme_audit_block_works_verbatim() -> None:
+def test_the_readme_audit_block_works_verbatim(tmp_path: Path) -> None:
     port = free_port()
     env = {"DATAAGENT_API_KEYS": "demo:demo-key-123", "DATAAGENT_KEY_SCOPES": "demo:admin",
            "DATAAGENT_HITL_POLICY": "never"}
     server = spawn(cli_command() + ["--host", "127.0.0.1", "--port", str(port)], env, port)
     try:
         wait_healthy(server)
-        out = run_shell(readme_block("audit-session"), port)
+        out = run_shell(readme_block("audit-session"), port, tmp_path)
     finally:
         server.stop()
     assert '"principal": "demo"' in out and '"decision": "auto_approve"' in out and '"outcome": "ran"' in out

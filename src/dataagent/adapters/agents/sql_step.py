@@ -119,6 +119,7 @@ class SqlStep:
                 RUN_SQL, args, f"Run this {analysis.statement_type} statement on {self._place}",
             ))
             if decision.source is DecisionSource.TIMEOUT:
+                await audit.decided(decision)
                 return SqlOutcome("timed_out", "Not run: no decision on this statement came before the approval "
                                   "timed out.", analysis.sql, "the approval timed out")
             if decision.type is DecisionType.REJECT:
