@@ -20,6 +20,7 @@ from dataagent.application.leases import LeaseKeeper
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
 from dataagent.application.transport import RunControl
+from dataagent.application.verified import ExampleFinder
 from dataagent.domain.errors import (
     AgentFailedError,
     BrokerUnavailableError,
@@ -63,6 +64,7 @@ class RunManager:
         clock: Clock,
         ids: IdGenerator,
         settings: RunSettings | None = None,
+        examples: ExampleFinder | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -70,6 +72,7 @@ class RunManager:
         self._clock = clock
         self._ids = ids
         self._settings = settings or RunSettings()
+        self._examples = examples
         self._runs: dict[str, LiveRun] = {}
         self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
         self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs)
@@ -104,6 +107,7 @@ class RunManager:
         A queued question brings its `run_id`, and `admit`, which takes it from the queue once the session is
         claimed (False: another process took it; RunInProgressError)."""
         run_id = run_id or self._ids.new_id("run")
+        examples = tuple(await self._examples.similar(question, principal)) if self._examples else ()
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
         now = self._clock.now()
@@ -124,12 +128,15 @@ class RunManager:
         run.transition(RunStatus.RUNNING)
         live = LiveRun(run)
         self._runs[run_id] = live
-        live.started_seq = self._publish(
-            run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id}).seq
+        started: dict[str, Any] = {"run_id": run_id, "message_id": user_message.message_id}
+        if examples:
+            started["verified_queries"] = [q.query_id for q in examples]
+        live.started_seq = self._publish(run, EventType.RUN_STARTED, started).seq
         ctx = RunContext(
             sid, run_id, question, dict(metadata),
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
+            examples=examples,
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
         self._leases.ensure()
@@ -261,6 +268,8 @@ class RunManager:
         meta: dict[str, Any] = {
             "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status, **extra,
         }
+        if output.sql is not None:  # what a verified query is promoted from (application/verified.py)
+            meta["sql"] = output.sql
         with anyio.CancelScope(shield=True):
             await self._repo.append_message(Message(
                 self._ids.new_id("msg"), run.session_id, Role.TOOL, output.result, self._clock.now(),
