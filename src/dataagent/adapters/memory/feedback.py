@@ -1,47 +1,47 @@
 """Feedback and verified queries in memory (one process, nothing on disk), beside the in-memory session store.
 
-Every method runs without an await between its reads and writes, but for the sweep of feedback on deleted
-sessions, which only drops entries.
+Feedback lives in the session's entry of the session store (`attached`), so it goes with the session. Every
+method runs without an await between its reads and writes, so each is atomic on the event loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.application.feedback import FeedbackStore
-from dataagent.application.ports import SessionRepository
 from dataagent.application.verified import VerifiedQueryStore
+from dataagent.domain.errors import SessionNotFoundError
 from dataagent.domain.feedback import Feedback, VerifiedQuery
 
-SWEEP_EVERY = 100  # writes between sweeps of the feedback on sessions that are gone
+FEEDBACK = "feedback"
 
 
 class InMemoryFeedbackStore(FeedbackStore):
-    """On the in-memory session store: feedback on a deleted or expired session is swept away on later writes."""
-
-    def __init__(self, repository: SessionRepository) -> None:
+    def __init__(self, repository: InMemorySessionRepository) -> None:
         self._repo = repository
-        self._feedback: dict[tuple[str, str, str], Feedback] = {}  # (session, message, principal)
-        self._writes = 0
 
     async def put_feedback(self, feedback: Feedback) -> Feedback:
-        key = (feedback.session_id, feedback.message_id, feedback.principal)
-        earlier = self._feedback.get(key)
+        held = self._held(feedback.session_id, feedback.message_id)
+        if held is None:
+            raise SessionNotFoundError()
+        key = (feedback.message_id, feedback.principal)
+        earlier = held.get(key)
         stored = feedback if earlier is None else replace(feedback, created_at=earlier.created_at)
-        self._feedback[key] = stored
-        self._writes += 1
-        if self._writes % SWEEP_EVERY == 0:
-            await self._sweep()
+        held[key] = stored
         return stored
 
     async def get_feedback(self, session_id: str, message_id: str, principal: str) -> Feedback | None:
-        return self._feedback.get((session_id, message_id, principal))
+        held = self._held(session_id, message_id)
+        return held.get((message_id, principal)) if held is not None else None
 
-    async def _sweep(self) -> None:
-        for session_id in {key[0] for key in self._feedback}:
-            if await self._repo.get_session(session_id) is None:
-                for key in [k for k in self._feedback if k[0] == session_id]:
-                    del self._feedback[key]
+    def _held(self, session_id: str, message_id: str) -> dict[tuple[str, str], Feedback] | None:
+        """The session's feedback, if the session holds the message."""
+        attached = self._repo.attached(session_id)
+        if attached is None or not self._repo.has_message(session_id, message_id):
+            return None
+        held: dict[tuple[str, str], Feedback] = attached.setdefault(FEEDBACK, {})
+        return held
 
 
 class InMemoryVerifiedQueryStore(VerifiedQueryStore):
