@@ -2,7 +2,7 @@
 
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Query, Response
@@ -120,6 +120,6 @@ async def update_verified_query(
 
 @router.delete("/verified-queries/{query_id}", status_code=204, response_class=Response)
 @inject
-async def delete_verified_query(query_id: str, principal: Admin, service: Service) -> Any:
+async def delete_verified_query(query_id: str, principal: Admin, service: Service) -> Response:
     await service.delete(query_id)
     return Response(status_code=204)
