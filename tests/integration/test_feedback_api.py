@@ -102,3 +102,11 @@ async def test_hostile_feedback_bodies_are_refused_or_made_valid(srv: LiveServer
         assert r.status_code == 200, r.text
         assert r.json()["comment"] == "half \ufffd pair \ufffd end"
         assert (await alice.get(path("fb4", answer))).json()["comment"] == "half \ufffd pair \ufffd end"
+
+
+async def test_a_foreign_session_is_not_found_before_the_body_is_looked_at(srv: LiveServer) -> None:
+    async with srv.client() as alice, srv.client(KEY_B) as bob:
+        answer = (await answered(alice, "fb5"))["message_id"]
+        for body in ({"rating": "sideways"}, {"rating": "up", "comment": "x" * 5000}):
+            r = await bob.post(path("fb5", answer), json=body)
+            assert r.status_code == 404 and r.json()["error_code"] == "session_not_found", r.text

@@ -8,7 +8,7 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from dataagent.adapters.http.deps import Principal
+from dataagent.adapters.http.deps import OwnedSessionId, Principal
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.feedback import FeedbackService
@@ -46,7 +46,7 @@ class FeedbackOut(BaseModel):
 @router.post(PATH)
 @inject
 async def give_feedback(
-    session_id: str, message_id: str, body: FeedbackIn, principal: Principal, service: Service
+    session_id: OwnedSessionId, message_id: str, body: FeedbackIn, principal: Principal, service: Service
 ) -> FeedbackOut:
     """Rate an answer (an assistant message) of the caller's session; rating it again replaces the rating and
     the comment."""
