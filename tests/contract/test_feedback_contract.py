@@ -124,3 +124,17 @@ async def test_every_change_of_the_verified_queries_moves_the_revision(stores: S
     assert len(set(seen)) == 4
     await stores.verified.delete_verified("vq_1")  # nothing changed
     assert await stores.verified.verified_revision() == seen[-1]
+
+
+async def test_every_principals_feedback_is_listed_most_recently_changed_first(stores: Stores) -> None:
+    one, two = await answered(stores.repo, "s1"), await answered(stores.repo, "s2", "bob")
+    await stores.feedback.put_feedback(rating(one, "alice", Rating.UP, when=1))
+    await stores.feedback.put_feedback(replace(rating(two, "bob", Rating.DOWN, when=2), session_id="s2"))
+    await stores.feedback.put_feedback(rating(one, "carol", Rating.UP, when=3))
+    page, total = await stores.feedback.list_feedback(None, 2, 0)
+    assert total == 3 and [(f.message_id, f.principal) for f in page] == [(one, "carol"), (two, "bob")]
+    ups, total = await stores.feedback.list_feedback(Rating.UP, 10, 1)
+    assert total == 2 and [(f.message_id, f.principal) for f in ups] == [(one, "alice")]
+    await stores.repo.delete_session("s1")
+    assert await stores.feedback.list_feedback(None, 10, 0) == ([await stores.feedback.get_feedback(
+        "s2", two, "bob")], 1)

@@ -158,3 +158,25 @@ async def test_keys_without_the_admin_scope_get_403_on_every_verified_query_rout
         async with srv.client(None) as nobody:
             assert (await nobody.get(ROUTES)).status_code == 401
         assert (await alice.get(one)).json() == made  # nothing changed
+
+
+async def test_an_admin_lists_every_principals_feedback_and_promotes_from_it(
+    fake_openai: FakeOpenAI, store: dict[str, Any]
+) -> None:
+    fake_openai.add_tool_calls([("call_1", "run_sql", {"sql": TOP_CITIES})]).add_text("Shanghai leads.")
+    fake_openai.add_text("Hello.")
+    async with live_server(llm(fake_openai, store)) as srv, srv.client() as alice, srv.client(KEY_B) as bob:
+        good = await ask(bob, "Which cities have the most customers?", "fb-bob")
+        chatter = await ask(bob, "hi", "fb-bob")
+        for answer, rating in ((good, "up"), (chatter, "down")):
+            r = await bob.post(f"/api/v1/sessions/fb-bob/messages/{answer['message_id']}/feedback",
+                               json={"rating": rating, "comment": f"{rating}!"})
+            assert r.status_code == 200, r.text
+        assert (await bob.get("/api/v1/feedback")).status_code == 403  # bob is no admin
+        listed = (await alice.get("/api/v1/feedback", params={"rating": "up"})).json()
+        assert listed["total"] == 1
+        [entry] = listed["feedback"]
+        assert (entry["principal"], entry["message_id"], entry["comment"]) == ("bob", good["message_id"], "up!")
+        assert (await alice.get("/api/v1/feedback")).json()["total"] == 2
+        r = await alice.post(ROUTES, json={"session_id": entry["session_id"], "message_id": entry["message_id"]})
+        assert r.status_code == 201 and r.json()["sql"] == TOP_CITIES, r.text

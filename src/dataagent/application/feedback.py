@@ -24,6 +24,11 @@ class FeedbackStore(Protocol):
         """The principal's feedback on the session's message, or None."""
         ...
 
+    async def list_feedback(self, rating: Rating | None, limit: int, offset: int) -> tuple[list[Feedback], int]:
+        """A page of every principal's feedback (only `rating`'s, if given), most recently changed first, and
+        their total."""
+        ...
+
 
 class FeedbackService:
     """Give and read feedback on the caller's own sessions (another principal's session: session_not_found)."""
@@ -56,6 +61,10 @@ class FeedbackService:
         if feedback is None:
             raise FeedbackNotFoundError()
         return feedback
+
+    async def list_all(self, rating: str | None, limit: int, offset: int) -> tuple[list[Feedback], int]:
+        """Every principal's feedback, most recently changed first, for an admin choosing answers to promote."""
+        return await self._store.list_feedback(Rating(rating) if rating is not None else None, limit, offset)
 
     async def _assistant_message(self, principal: str, session_id: str, message_id: str) -> Message:
         await self._watch.owned(principal, session_id)

@@ -5,10 +5,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from dataagent.adapters.http.deps import OwnedSessionId, Principal
+from dataagent.adapters.http.deps import Admin, OwnedSessionId, Principal
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.feedback import FeedbackService
@@ -18,6 +18,7 @@ Service = Annotated[FeedbackService, Depends(Provide["feedback_service"])]
 router = APIRouter(tags=["feedback"], route_class=EdgeRoute, responses={
     code: {"model": ErrorBody} for code in (401, 404, 413, 422, 503)
 })
+MAX_OFFSET = 2**31 - 1
 PATH = "/sessions/{session_id}/messages/{message_id}/feedback"
 
 
@@ -58,3 +59,28 @@ async def give_feedback(
 async def read_feedback(session_id: str, message_id: str, principal: Principal, service: Service) -> FeedbackOut:
     """The caller's feedback on the answer; 404 feedback_not_found if it gave none."""
     return FeedbackOut.from_domain(await service.read(principal, session_id, message_id))
+
+
+class GivenFeedback(FeedbackOut):
+    principal: str = Field(description="who gave it")
+
+
+class FeedbackList(BaseModel):
+    feedback: list[GivenFeedback]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/feedback", responses={403: {"model": ErrorBody}})
+@inject
+async def list_feedback(
+    principal: Admin, service: Service, rating: Literal["up", "down"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> FeedbackList:
+    """Every principal's feedback, most recently changed first (`admin` scope): the answers to promote to
+    verified queries (POST /verified-queries with their session_id and message_id)."""
+    found, total = await service.list_all(rating, limit, offset)
+    return FeedbackList(feedback=[
+        GivenFeedback(**FeedbackOut.from_domain(f).model_dump(), principal=f.principal) for f in found
+    ], total=total, limit=limit, offset=offset)

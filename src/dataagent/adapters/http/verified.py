@@ -8,14 +8,12 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dataagent.adapters.http.auth import require_scope
+from dataagent.adapters.http.deps import Admin
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
-from dataagent.application.auth import ADMIN
 from dataagent.application.verified import VerifiedQueryService
 from dataagent.domain.feedback import MAX_QUESTION_CHARS, MAX_SQL_CHARS, VerifiedQuery
 
-Admin = Annotated[str, Depends(require_scope(ADMIN))]
 Service = Annotated[VerifiedQueryService, Depends(Provide["verified_service"])]
 router = APIRouter(tags=["verified queries"], route_class=EdgeRoute, responses={
     code: {"model": ErrorBody} for code in (401, 403, 404, 413, 422, 503)

@@ -12,7 +12,7 @@ from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.application.feedback import FeedbackStore
 from dataagent.application.verified import VerifiedQueryStore
 from dataagent.domain.errors import SessionNotFoundError
-from dataagent.domain.feedback import Feedback, VerifiedQuery
+from dataagent.domain.feedback import Feedback, Rating, VerifiedQuery
 
 FEEDBACK = "feedback"
 
@@ -34,6 +34,12 @@ class InMemoryFeedbackStore(FeedbackStore):
     async def get_feedback(self, session_id: str, message_id: str, principal: str) -> Feedback | None:
         held = self._held(session_id, message_id)
         return held.get((message_id, principal)) if held is not None else None
+
+    async def list_feedback(self, rating: Rating | None, limit: int, offset: int) -> tuple[list[Feedback], int]:
+        every = [f for held in self._repo.every_attached() for f in held.get(FEEDBACK, {}).values()
+                 if rating is None or f.rating is rating]
+        every.sort(key=lambda f: (f.updated_at, f.message_id, f.principal), reverse=True)
+        return every[offset : offset + limit], len(every)
 
     def _held(self, session_id: str, message_id: str) -> dict[tuple[str, str], Feedback] | None:
         """The session's feedback, if the session holds the message."""

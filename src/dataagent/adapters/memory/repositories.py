@@ -115,6 +115,10 @@ class InMemorySessionRepository:
             entry.session.pending_interrupt = copy.deepcopy(run_state.pending_interrupt)
         return stored
 
+    def every_attached(self) -> list[dict[str, Any]]:
+        """The `attached` dict of every session."""
+        return [entry.attached for entry in self._entries.values()]
+
     def has_message(self, session_id: str, message_id: str) -> bool:
         entry = self._entries.get(session_id)
         return entry is not None and message_id in entry.index

@@ -79,6 +79,19 @@ class MySqlFeedbackStore(FeedbackStore):
         return await transaction(self._engine, work, "get_feedback")
 
 
+    async def list_feedback(self, rating: Rating | None, limit: int, offset: int) -> tuple[list[Feedback], int]:
+        where = [feedback.c.rating == rating.value] if rating is not None else []
+
+        async def work(conn: AsyncConnection, attempt: int) -> tuple[list[Feedback], int]:
+            page = await conn.execute(select(feedback).where(*where).order_by(
+                feedback.c.updated_at.desc(), feedback.c.message_id.desc(), feedback.c.principal.desc(),
+            ).limit(limit).offset(offset))
+            total = await conn.scalar(select(func.count()).select_from(feedback).where(*where))
+            return [_feedback_from(r) for r in page], int(total or 0)
+
+        return await transaction(self._engine, work, "list_feedback")
+
+
 class MySqlVerifiedQueryStore(VerifiedQueryStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -180,6 +180,8 @@ feedback = Table(
     Column("comment", Text(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Index(None, "rating", "updated_at"),  # an admin's list: most recently changed first, by rating
+    Index(None, "updated_at"),
     **TABLE_OPTIONS,
 )
 
