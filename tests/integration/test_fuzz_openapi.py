@@ -34,7 +34,8 @@ schema = schemathesis.openapi.from_dict(create_app(make_settings()).openapi())
 
 def _store_env(store: str, database: str | None) -> dict[str, str]:
     env = {"DATAAGENT_AGENT": "demo", "DATAAGENT_API_KEYS": f"alice:{KEY_A},bob:{KEY_B}", "DATAAGENT_DEMO_CHUNKS": "2",
-           "DATAAGENT_DEMO_CHUNK_DELAY_MS": "0", "DATAAGENT_HITL_TIMEOUT": "5", "DATAAGENT_LOG_LEVEL": "error"}
+           "DATAAGENT_DEMO_CHUNK_DELAY_MS": "0", "DATAAGENT_HITL_TIMEOUT": "5", "DATAAGENT_LOG_LEVEL": "error",
+           "DATAAGENT_KEY_SCOPES": "alice:admin"}  # the fuzzer's key reaches the admin routes' handlers
     if store == "mysql":
         env |= {"DATAAGENT_SESSION_STORE": "mysql", "DATAAGENT_MYSQL_HOST": MYSQL_HOST,
                 "DATAAGENT_MYSQL_PORT": str(MYSQL_PORT), "DATAAGENT_MYSQL_DATABASE": str(database)}
