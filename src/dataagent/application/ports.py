@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
 from dataagent.domain.events import AgentOutput
+from dataagent.domain.feedback import VerifiedQuery
 from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
 from dataagent.domain.requests import QueuedRun, RequestRecord
 
@@ -156,6 +157,7 @@ class RunContext:
     load_history: Callable[[int], Awaitable[list[Message]]]
     extra: dict[str, Any] = field(default_factory=dict)
     principal: str | None = None  # the session owner (the API key's name); data policies apply to it
+    examples: tuple[VerifiedQuery, ...] = ()  # verified queries like the question (run_started names them)
 
 
 class AgentEngine(Protocol):

@@ -22,6 +22,7 @@ from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
 from dataagent.application.transport import RunControl
+from dataagent.application.verified import ExampleFinder
 from dataagent.domain.errors import (
     AgentFailedError,
     BrokerUnavailableError,
@@ -66,6 +67,7 @@ class RunManager:
         ids: IdGenerator,
         settings: RunSettings | None = None,
         limits: Limits | None = None,
+        examples: ExampleFinder | None = None,
     ) -> None:
         self._repo = repository
         self._broker = broker
@@ -73,6 +75,7 @@ class RunManager:
         self._clock = clock
         self._ids = ids
         self._settings = settings or RunSettings()
+        self._examples = examples
         self._runs: dict[str, LiveRun] = {}
         self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
         self._limits = limits = limits or Limits()
@@ -109,6 +112,7 @@ class RunManager:
         claimed (False: another process took it; RunInProgressError). The run holds one of the principal's run
         slots until it ends (RateLimitedError if it has none free, checked once the session is claimed)."""
         run_id = run_id or self._ids.new_id("run")
+        examples = tuple(await self._examples.similar(question, principal)) if self._examples else ()
         if self._closing or not await self._broker.claim_run(sid, run_id):
             raise RunInProgressError()
         now = self._clock.now()
@@ -132,12 +136,15 @@ class RunManager:
         run.transition(RunStatus.RUNNING)
         live = LiveRun(run, who=who)
         self._runs[run_id] = live
-        live.started_seq = self._publish(
-            run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id}).seq
+        started: dict[str, Any] = {"run_id": run_id, "message_id": user_message.message_id}
+        if examples:
+            started["verified_queries"] = [q.query_id for q in examples]
+        live.started_seq = self._publish(run, EventType.RUN_STARTED, started).seq
         ctx = RunContext(
             sid, run_id, question, dict(metadata),
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
+            examples=examples,
         )
         logcontext.bind(session_id=sid)
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
@@ -271,6 +278,8 @@ class RunManager:
         meta: dict[str, Any] = {
             "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status, **extra,
         }
+        if output.sql is not None:  # what a verified query is promoted from (application/verified.py)
+            meta["sql"] = output.sql
         with anyio.CancelScope(shield=True):
             await self._repo.append_message(Message(
                 self._ids.new_id("msg"), run.session_id, Role.TOOL, output.result, self._clock.now(),

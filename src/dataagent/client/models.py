@@ -34,6 +34,7 @@ class ResumedData(WireModel):
 class RunStartedData(WireModel):
     run_id: str
     message_id: str  # the stored question
+    verified_queries: list[str] | None = None  # the verified queries given to the engine as examples
 
 
 class QueuedData(WireModel):

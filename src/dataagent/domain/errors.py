@@ -47,6 +47,16 @@ class MessageNotFoundError(DataAgentError):
     default_message = "Message not found"
 
 
+class FeedbackNotFoundError(DataAgentError):
+    code = "feedback_not_found"
+    default_message = "No feedback of this API key on this message"
+
+
+class VerifiedQueryNotFoundError(DataAgentError):
+    code = "verified_query_not_found"
+    default_message = "Verified query not found"
+
+
 class RunInProgressError(DataAgentError):
     code = "run_in_progress"
     default_message = "A run is already in progress in this session"

@@ -95,6 +95,7 @@ class ToolCompleted:
     status: str = "success"  # "success" | "error"
     table: dict[str, Any] | None = None
     chart: dict[str, Any] | None = None  # a Vega-Lite spec; without it the server charts `table` if it suits one
+    sql: str | None = None  # the statement a run_sql call ran (after an edit, the edited one): stored, not sent
 
 
 @dataclass(frozen=True, slots=True)

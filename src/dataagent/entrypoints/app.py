@@ -17,7 +17,20 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import audit, auth, catalog, chat, deps, health, sessions, sse, websocket, ws_paths
+from dataagent.adapters.http import (
+    audit,
+    auth,
+    catalog,
+    chat,
+    deps,
+    feedback,
+    health,
+    sessions,
+    sse,
+    verified,
+    websocket,
+    ws_paths,
+)
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
@@ -47,7 +60,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, sse, catalog, audit, auth, deps, websocket.endpoint, ws_paths],
+    container.wire(modules=[health, chat, sessions, sse, catalog, audit, feedback, verified, auth, deps,
+                            websocket.endpoint, ws_paths],
                    warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
@@ -66,6 +80,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(catalog.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(feedback.router, prefix=API_PREFIX)
+    app.include_router(verified.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
     install_docs(app)
     if settings.ui:

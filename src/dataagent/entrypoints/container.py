@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dataagent.adapters.http.sse import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.audit import InMemoryAuditLog
+from dataagent.adapters.memory.feedback import InMemoryFeedbackStore, InMemoryVerifiedQueryStore
 from dataagent.adapters.memory.repositories import InMemorySessionRepository
 from dataagent.adapters.memory.slots import InMemoryRunSlots
 from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.audit import MySqlAuditLog
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
+from dataagent.adapters.mysql.feedback import MySqlFeedbackStore, MySqlVerifiedQueryStore
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
 from dataagent.adapters.ratelimit.window import MovingWindowRate, memory_storage, redis_storage
 from dataagent.adapters.redis.client import close_client, make_client
@@ -29,6 +31,7 @@ from dataagent.application.bounds import Bounds, SessionBounds
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService, ChatSettings
 from dataagent.application.failover import OrphanCloser
+from dataagent.application.feedback import FeedbackService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.limits import Limits, RunSlots
 from dataagent.application.ports import AgentEngine
@@ -36,9 +39,10 @@ from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.verified import VerifiedQueryService
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
-from dataagent.entrypoints.engines import build_catalog, build_data_context, build_engine
+from dataagent.entrypoints.engines import build_catalog, build_data_context, build_engine, build_example_finder
 from dataagent.entrypoints.settings import Settings
 
 __all__ = ["Container", "build_engine", "build_mysql_engine", "check_broker", "check_store", "component_names"]
@@ -129,6 +133,16 @@ class Container(containers.DeclarativeContainer):
             MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings)
         ),
     )
+    feedback_store = providers.Selector(
+        settings.provided.session_store,
+        memory=providers.Singleton(InMemoryFeedbackStore, repository),
+        mysql=providers.Singleton(MySqlFeedbackStore, mysql_engine),
+    )
+    verified_store = providers.Selector(
+        settings.provided.session_store,
+        memory=providers.Singleton(InMemoryVerifiedQueryStore),
+        mysql=providers.Singleton(MySqlVerifiedQueryStore, mysql_engine),
+    )
     redis_client = providers.Singleton(
         make_client, settings.provided.redis_url, settings.provided.redis_max_connections)
     broker = providers.Selector(
@@ -160,6 +174,7 @@ class Container(containers.DeclarativeContainer):
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
     engine = providers.Singleton(build_engine, settings, data_context, audit_trail)
     schema_catalog = providers.Singleton(build_catalog, data_context)
+    example_finder = providers.Singleton(build_example_finder, settings, verified_store, data_context.provider)
 
     run_manager = providers.Singleton(
         RunManager,
@@ -170,6 +185,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
         limits=limits,
+        examples=example_finder,
     )
     run_queue = providers.Singleton(
         RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,
@@ -222,6 +238,12 @@ class Container(containers.DeclarativeContainer):
     )
     session_service = providers.Factory(
         SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker, watch=session_watch
+    )
+    feedback_service = providers.Factory(
+        FeedbackService, repository=repository, store=feedback_store, watch=session_watch, clock=clock
+    )
+    verified_service = providers.Factory(
+        VerifiedQueryService, repository=repository, store=verified_store, clock=clock, ids=ids
     )
     status_service = providers.Singleton(
         StatusService,

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from dataagent import __version__
 from dataagent.adapters.agents.demo import DemoEngine
+from dataagent.adapters.agents.examples import Fts5ExampleFinder
 from dataagent.adapters.agents.llm import LlmConfig, OpenAiEngine
 from dataagent.adapters.agents.sql import (
     DataPolicy,
@@ -28,6 +29,7 @@ from dataagent.adapters.agents.sql.semantic import SemanticFileError, SemanticLa
 from dataagent.adapters.agents.sql_step import EstimateRules
 from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import AgentEngine
+from dataagent.application.verified import ExampleFinder, VerifiedQueryStore
 from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
 
 log = logging.getLogger("dataagent")
@@ -91,6 +93,18 @@ def build_data_context(settings: Settings) -> DataContext:
 def build_catalog(data: DataContext) -> SqlSchemaCatalog:
     """What GET /api/v1/schema reads: the data source, with the semantic file's words, under the data policy."""
     return SqlSchemaCatalog(data.database, data.semantic, data.policy)
+
+
+def build_example_finder(
+    settings: Settings, store: VerifiedQueryStore, data: Callable[[], DataContext]
+) -> ExampleFinder | None:
+    """The verified queries like a question, for the demo and LLM engines (others get none, and `data` is not
+    built for them)."""
+    if settings.agent not in AGENT_KEYWORDS or settings.verified_query_examples == 0:
+        return None
+    context = data()
+    return Fts5ExampleFinder(store, settings.verified_query_examples, database=context.database,
+                             policy=context.policy)
 
 
 def resolve_agent(settings: Settings) -> str:

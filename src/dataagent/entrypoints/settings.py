@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     semantic_file: str | None = None
     sql_max_estimated_rows: int | None = Field(None, ge=1)
     sql_estimate_timeout: float = Field(2, gt=0, le=60)
+    verified_query_examples: int = Field(3, ge=0, le=20)  # docs/VERIFIED.md
 
     # LLM engine (DATAAGENT_AGENT=llm, or auto with a key)
     llm_base_url: str | None = None

@@ -2,8 +2,9 @@
 
 A question that is an SQL statement (SELECT, WITH, SHOW, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, any
 case, or prefixed `sql:`) makes it call the tool `run_sql` on the read-only demo database, after an approval
-according to DATAAGENT_HITL_POLICY; a write is refused before any approval, as the LLM engine does.
-Anything else gets the demo answer, streamed in `chunks` deltas.
+according to DATAAGENT_HITL_POLICY; a write is refused before any approval, as the LLM engine does. Another
+question like a verified query (docs/VERIFIED.md) runs that query's SQL the same way. Anything else gets the
+demo answer, streamed in `chunks` deltas.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ class DemoEngine:
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:
         sql = sql_of(ctx.question)
+        if sql is None and ctx.examples and self._db is not None:  # the most similar verified query answers it
+            verified = ctx.examples[0]
+            intro = f"A verified query answers a question like yours (“{verified.question}”): I run its SQL. "
+            return self._run_sql(ctx, verified.sql, intro)
         if sql is None or self._db is None:
             semantic = self._semantic
             if semantic is not None and self._step is not None:  # only what the principal's policy lets it see
@@ -98,8 +103,10 @@ class DemoEngine:
             return self._say(answer, self._chunks)  # no extra generator hop per chunk
         return self._run_sql(ctx, sql)
 
-    async def _run_sql(self, ctx: RunContext, sql: str) -> AsyncGenerator[AgentOutput, None]:
+    async def _run_sql(self, ctx: RunContext, sql: str, intro: str = "") -> AsyncGenerator[AgentOutput, None]:
         assert self._step is not None
+        if intro:
+            yield TextDelta(intro)
         call_id = "call_" + uuid.uuid4().hex[:24]
         analysis = await self._step.analyse(sql, ctx.principal)
         yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())

@@ -58,7 +58,8 @@ class SqlOutcome:
 
     def tool_completed(self, call_id: str) -> ToolCompleted:
         table = self.result.table() if self.result is not None else None
-        return ToolCompleted(call_id, RUN_SQL, self.text, self.status, table=table)
+        sql = self.sql if self.kind == "ran" else None
+        return ToolCompleted(call_id, RUN_SQL, self.text, self.status, table=table, sql=sql)
 
 
 class SqlStep:

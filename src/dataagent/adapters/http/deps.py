@@ -5,7 +5,8 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Header
 
-from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key
+from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key, require_scope
+from dataagent.application.auth import ADMIN
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
@@ -15,6 +16,7 @@ from dataagent.application.watch import SessionWatch
 
 Principal = Annotated[str, Depends(require_principal)]
 QueryPrincipal = Annotated[str, Depends(require_principal_or_query_key)]  # the key may be `?api_key=` too
+Admin = Annotated[str, Depends(require_scope(ADMIN))]  # a principal whose key holds `admin`; else 403 forbidden
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Requests = Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])]  # ChatService with Idempotency-Key
 IdempotencyKey = Annotated[str | None, Header(

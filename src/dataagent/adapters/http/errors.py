@@ -22,6 +22,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_active_run": 404,
     "interrupt_not_found": 404,
     "message_not_found": 404,
+    "feedback_not_found": 404,
+    "verified_query_not_found": 404,
     "not_found": 404,
     "method_not_allowed": 405,
     "run_in_progress": 409,

@@ -23,6 +23,7 @@ class _Entry:
     index: dict[str, int] = field(default_factory=dict)  # message_id -> position
     interrupts: dict[str, InterruptRecord] = field(default_factory=dict)
     queue: list[QueuedRun] = field(default_factory=list)
+    attached: dict[str, Any] = field(default_factory=dict)  # what stores beside this one keep per session
 
 
 class InMemorySessionRepository:
@@ -47,6 +48,12 @@ class InMemorySessionRepository:
             return self._copy(entry.session), False
         self._entries[session.session_id] = _Entry(self._copy(session))
         return self._copy(session), True
+
+    def attached(self, session_id: str) -> dict[str, Any] | None:
+        """A dict that lives and dies with the session, for the stores beside this one (feedback); None if the
+        session does not exist."""
+        entry = self._entries.get(session_id)
+        return entry.attached if entry is not None else None
 
     async def get_session(self, session_id: str) -> Session | None:
         entry = self._entries.get(session_id)
@@ -107,6 +114,14 @@ class InMemorySessionRepository:
             entry.session.active_run_id = run_state.active_run_id
             entry.session.pending_interrupt = copy.deepcopy(run_state.pending_interrupt)
         return stored
+
+    def every_attached(self) -> list[dict[str, Any]]:
+        """The `attached` dict of every session."""
+        return [entry.attached for entry in self._entries.values()]
+
+    def has_message(self, session_id: str, message_id: str) -> bool:
+        entry = self._entries.get(session_id)
+        return entry is not None and message_id in entry.index
 
     async def get_message(self, session_id: str, message_id: str) -> Message | None:
         entry = self._entries.get(session_id)

@@ -23,10 +23,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT, MEDIUMTEXT
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -206,4 +207,45 @@ sql_audit = Table(
     **TABLE_OPTIONS,
 )
 
-TABLES = (sessions, messages, interrupts, request_keys, queued_runs, sql_audit)
+# feedback on answers (application/feedback.py): one row per message and principal, gone with its message
+feedback = Table(
+    "feedback",
+    metadata,
+    _id("message_id", ForeignKey(messages.c.message_id, ondelete="CASCADE"), primary_key=True),
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
+    _id("session_id", nullable=False),
+    Column("rating", String(8), nullable=False),
+    Column("comment", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index(None, "rating", "updated_at"),  # an admin's list: most recently changed first, by rating
+    Index(None, "updated_at"),
+    **TABLE_OPTIONS,
+)
+
+# verified queries (application/verified.py): not tied to a session, they outlive the answer they came from
+verified_queries = Table(
+    "verified_queries",
+    metadata,
+    _id("query_id", primary_key=True),
+    Column("question", Text(), nullable=False),
+    Column("query_sql", MEDIUMTEXT(), nullable=False),
+    Column("created_by", String(PRINCIPAL_LENGTH), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    _id("source_message_id", nullable=True),
+    Index(None, "created_at", "query_id"),  # listing, oldest first
+    **TABLE_OPTIONS,
+)
+
+# a counter per named set, moved in the same transaction as every change of the set (verified queries), so
+# every worker sees a change at its next read of one row
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    **TABLE_OPTIONS,
+)
+
+TABLES = (sessions, messages, interrupts, request_keys, queued_runs, sql_audit, feedback, verified_queries, revisions)

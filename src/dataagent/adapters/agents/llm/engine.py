@@ -12,7 +12,7 @@ import openai
 from dataagent.adapters.agents.llm.completion import Completions, LlmCallError, Turn
 from dataagent.adapters.agents.llm.config import LlmConfig
 from dataagent.adapters.agents.llm.history import ChatMessage, history_messages
-from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, system_prompt
+from dataagent.adapters.agents.llm.prompt import TOOL_SPECS, dialect_name, examples_text, system_prompt
 from dataagent.adapters.agents.llm.tools import DataTools
 from dataagent.adapters.agents.sql import DataPolicy, SqlDatabase
 from dataagent.adapters.agents.sql.context import prompt_context
@@ -88,7 +88,8 @@ class OpenAiEngine:
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call, latest)
                 latest = outcome.table if outcome.table is not None else latest
-                yield ToolCompleted(call.call_id, call.name, outcome.text, outcome.status, outcome.table, outcome.chart)
+                yield ToolCompleted(call.call_id, call.name, outcome.text, outcome.status, outcome.table,
+                                    outcome.chart, outcome.sql)
                 messages.append({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
 
     async def _complete(self, turn: Turn, messages: list[ChatMessage], step: int) -> AsyncGenerator[str, None]:
@@ -108,12 +109,12 @@ class OpenAiEngine:
         db = self._db
         # the business context takes at most half the history budget; the earlier turns get the rest
         context = prompt_context(self._tools.semantic(ctx.principal), self.config.history_chars // 2)
-        messages: list[ChatMessage] = [
-            {"role": "system", "content": system_prompt(db.dialect, db.read_only, db.max_rows, context)},
-        ]
+        examples = examples_text(ctx.examples)  # verified queries like the question (run_started names them)
+        prompt = system_prompt(db.dialect, db.read_only, db.max_rows, "\n".join(filter(None, [context, examples])))
+        messages: list[ChatMessage] = [{"role": "system", "content": prompt}]
         if self.config.history_messages > 0:
             stored = await ctx.load_history(self.config.history_messages)
-            messages += history_messages(stored, self.config.history_chars - len(context))
+            messages += history_messages(stored, self.config.history_chars - len(context) - len(examples))
         messages.append({"role": "user", "content": ctx.question})
         return messages
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from dataagent.domain.feedback import VerifiedQuery
 
 LIST_TABLES = "list_tables"
 DESCRIBE_TABLE = "describe_table"
@@ -102,3 +105,14 @@ def system_prompt(dialect: str, read_only: bool, max_rows: int, context: str = "
         "truncated. Never invent data.",
         *([context] if context else []),
     ])
+
+
+def examples_text(examples: Sequence[VerifiedQuery]) -> str:
+    """The verified queries like the question, as a block of the system message ("" without any)."""
+    if not examples:
+        return ""
+    lines = ["Verified queries: questions like this one whose SQL a person checked. Use them as examples; "
+             "adapt them to the question, and look at the schema when it asks for something else."]
+    for n, example in enumerate(examples, start=1):
+        lines += [f"Example {n}. Question: {example.question}", "SQL:", example.sql]
+    return "\n".join(lines)

@@ -40,6 +40,7 @@ class ToolOutcome:
     status: str = "success"
     table: dict[str, Any] | None = None
     chart: dict[str, Any] | None = None
+    sql: str | None = None  # the statement run_sql ran (stored with the tool message, for verified queries)
 
 
 class DataTools:
@@ -132,4 +133,4 @@ def _sql_outcome(outcome: SqlOutcome) -> ToolOutcome:
     text = outcome.text
     if outcome.edited:  # the model (now, and in later turns' history) must know what really ran
         text = f"The user edited the statement to:\n{outcome.sql}\n\n{outcome.text}"
-    return ToolOutcome(text, outcome.status, table)
+    return ToolOutcome(text, outcome.status, table, sql=outcome.sql if outcome.kind == "ran" else None)
