@@ -66,7 +66,8 @@ async def test_start_creates_innodb_utf8mb4_tables_with_the_documented_columns_a
             "SELECT TABLE_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA=%s", (db,))
         # the audit trail has no foreign key: its records outlive the session's deletion
-        assert sorted(rules) == [("interrupts", "CASCADE"), ("messages", "CASCADE"), ("queued_runs", "CASCADE")]
+        assert sorted(rules) == [("feedback", "CASCADE"), ("interrupts", "CASCADE"), ("messages", "CASCADE"),
+                                ("queued_runs", "CASCADE")]
 
 
 async def test_workers_starting_together_create_the_schema_once_without_errors() -> None:

@@ -53,9 +53,17 @@ def _create_and_check(sync_conn: Connection) -> None:
     added = migrate(sync_conn)
     if added:
         log.warning("the session store's schema was migrated: added %s", ", ".join(added))
+    _check_columns(sync_conn, only_present=True)  # before a new table's foreign key meets an old table
     metadata.create_all(sync_conn, checkfirst=True)
+    _check_columns(sync_conn)
+
+
+def _check_columns(sync_conn: Connection, only_present: bool = False) -> None:
     inspector = inspect(sync_conn)
+    present_tables = set(inspector.get_table_names())
     for table in TABLES:
+        if only_present and table.name not in present_tables:
+            continue
         present = {column["name"] for column in inspector.get_columns(table.name)}
         missing = sorted(set(table.columns.keys()) - present)
         if missing:
