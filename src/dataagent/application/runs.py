@@ -98,6 +98,7 @@ class RunManager:
     async def start_run(
         self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None, *,
         run_id: str | None = None, admit: Callable[[], Awaitable[bool]] | None = None, principal: str | None = None,
+        end_user: str | None = None,
     ) -> ChatRun:
         """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
         SessionFullError if the question would take the session's stored bytes past `max_session_bytes`.
@@ -130,6 +131,7 @@ class RunManager:
             sid, run_id, question, dict(metadata),
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
+            end_user=end_user,
         )
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
         self._leases.ensure()
