@@ -27,6 +27,11 @@ class Ownership(StrEnum):
     FOREIGN = "foreign"  # another principal's or end user's: session_not_found, never told apart from missing
     VISIBLE = "visible"  # one of the key's end users' sessions, seen by the key itself: read, watch, never act
 
+    @property
+    def readable(self) -> bool:
+        """Whether the caller may read and watch the session (its own, or the key's end users' for the key)."""
+        return self in (Ownership.OWNED, Ownership.VISIBLE)
+
 
 def ownership_of(session: Session | None, who: Who) -> Ownership:
     caller = Caller.of(who)
@@ -89,7 +94,7 @@ class SessionWatch:
         """The caller's session, or one of its key's end users' for the key itself, to read; SessionNotFoundError
         if missing or someone else's."""
         session = await self._repo.get_session(session_id)
-        if ownership_of(session, principal) not in (Ownership.OWNED, Ownership.VISIBLE):
+        if not ownership_of(session, principal).readable:
             raise SessionNotFoundError()
         assert session is not None
         return session
@@ -120,4 +125,4 @@ class SessionWatch:
         if ownership is Ownership.FOREIGN:
             return Replay(ownership)
         events, complete = await self._broker.replay(session_id, after_seq)
-        return Replay(ownership, events if ownership in (Ownership.OWNED, Ownership.VISIBLE) else [], complete)
+        return Replay(ownership, events if ownership.readable else [], complete)
