@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataagent.client import AsyncDataAgentClient, DataAgentClient, Forbidden, SessionNotFound
+from dataagent.client import AsyncDataAgentClient, Forbidden, SessionNotFound
 from tests.support import KEY_A, KEY_B, live_server, make_settings
 
 pytestmark = pytest.mark.integration
@@ -33,5 +33,7 @@ async def test_a_client_for_one_end_user_sees_its_sessions_alone_over_every_tran
 
 async def test_a_client_whose_key_lacks_the_scope_is_forbidden() -> None:
     async with live_server() as srv:
-        with DataAgentClient(srv.base_url, api_key=KEY_B, user_id="u1") as bob, pytest.raises(Forbidden):
-            bob.ask("hi")
+        async with AsyncDataAgentClient(srv.base_url, api_key=KEY_B, user_id="u1") as bob:
+            with pytest.raises(Forbidden) as refused:
+                await bob.ask("hi")
+        assert refused.value.status == 403 and refused.value.error_code == "forbidden"
