@@ -60,6 +60,7 @@ async def repo(request: pytest.FixtureRequest) -> AsyncIterator[SessionRepositor
     mysql = MySqlSessionRepository.from_url(database_url(database), where=database)
     await mysql.start()
     await admin_query(f"DELETE FROM `{database}`.sessions")  # messages and approvals cascade
+    await admin_query(f"DELETE FROM `{database}`.request_keys")
     try:
         yield mysql
     finally:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 ISO_UTC_MICROS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(\+00:00|Z)$")
 SESSION_INFO_FIELDS = {
     "session_id", "user_id", "title", "created_at", "last_active", "message_count", "active_run_id",
-    "pending_interrupt", "metadata",
+    "pending_interrupt", "metadata", "end_user",
 }
 MESSAGE_FIELDS = {"message_id", "session_id", "role", "content", "created_at", "run_id", "status", "metadata"}
 
@@ -122,7 +122,7 @@ async def test_get_returns_every_session_info_field_with_utc_microsecond_timesta
         assert info["title"] == "How many orders were shipped in March?"
         assert info["message_count"] == 2
         assert info["active_run_id"] is None and info["pending_interrupt"] is None
-        assert info["metadata"] == {}
+        assert info["metadata"] == {} and info["end_user"] is None
         created, last_active = parse_utc(info["created_at"]), parse_utc(info["last_active"])
         assert before <= created <= last_active <= datetime.now().astimezone()
 

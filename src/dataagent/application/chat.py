@@ -14,13 +14,13 @@ from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager
 from dataagent.application.streams import Subscription
 from dataagent.application.transport import RunControl
-from dataagent.application.watch import Ownership, SessionWatch, ownership_of
+from dataagent.application.watch import SessionWatch, ownership_of, require_owned
 from dataagent.domain.approvals import Decision
+from dataagent.domain.callers import Caller, Who
 from dataagent.domain.errors import (
     DecisionConflictError,
     InterruptNotFoundError,
     InvalidInputError,
-    SessionNotFoundError,
 )
 from dataagent.domain.events import EventType, RunEvent
 from dataagent.domain.inputs import JsonLimits, valid_text
@@ -76,15 +76,15 @@ class ChatService:
 
     # -- sessions as seen by one principal ------------------------------------------------------
 
-    async def open_session(self, principal: str, session_id: str | None, question: str) -> Session:
-        """The principal's session with this id, created if nobody uses the id (a new id if None)."""
+    async def open_session(self, principal: Who, session_id: str | None, question: str) -> Session:
+        """The caller's session with this id, created if nobody uses the id (a new id if None)."""
+        caller = Caller.of(principal)
         sid = validate_session_id(session_id) if session_id is not None else self._ids.new_id("s")
         now = self._clock.now()
         session, created = await self._repo.get_or_create_session(
-            Session(sid, principal, title_from(question), now, now)
+            Session(sid, caller.principal, title_from(question), now, now, end_user=caller.end_user)
         )
-        if ownership_of(session, principal) is not Ownership.OWNED:
-            raise SessionNotFoundError()
+        require_owned(ownership_of(session, caller))
         if created:
             await self._bounds.admit_new_session(session)
         return session
@@ -111,7 +111,7 @@ class ChatService:
 
     async def start(
         self,
-        principal: str,
+        principal: Who,
         message: str,
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
@@ -123,21 +123,23 @@ class ChatService:
         deleted or expired since, and its id taken by another principal."""
         session, question, extra, how = await self._ask(principal, message, session_id, metadata, strategy)
         return await self._queue.start(
-            session.session_id, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
+            session.session_id, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id,
+            end_user=session.end_user)
 
     async def _ask(
-        self, principal: str, message: str, session_id: str | None, metadata: Any, strategy: Any,
+        self, principal: Who, message: str, session_id: str | None, metadata: Any, strategy: Any,
     ) -> tuple[Session, str, dict[str, Any], MultitaskStrategy]:
         """A new question checked (text, metadata, strategy), counted against the key's rate (RateLimitedError
         past it, before anything is stored), and its session, opened for the principal."""
         question = self.validate_message(message)
         extra = self.validate_metadata(metadata)
         how = MultitaskStrategy.parse(strategy)
-        await self._limits.admit_question(who_of(principal), new_session=session_id is None)
+        caller = Caller.of(principal)
+        await self._limits.admit_question(who_of(caller.principal, caller.end_user), new_session=session_id is None)
         return await self.open_session(principal, session_id, question), question, extra, how
 
     async def stream(
-        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+        self, principal: Who, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
         strategy: Any = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and yield its events until it ends (`done`) or awaits an approval (`hitl`)."""
@@ -150,7 +152,7 @@ class ChatService:
             subscription.close()
 
     async def start_watched(
-        self, principal: str, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int,
+        self, principal: Who, message: str, session_id: str | None, metadata: dict[str, Any] | None, maxsize: int,
         strategy: Any = None,
     ) -> tuple[ChatRun, Subscription]:
         """Start a run with a subscription taken just before it, so every event of the run reaches it (the
@@ -160,14 +162,15 @@ class ChatService:
         subscription = await self._broker.subscribe(sid, await self._broker.last_seq(sid), maxsize)
         try:
             run = await self._queue.start(
-                sid, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id)
+                sid, question, extra, self._bounds.max_session_bytes, how, principal=session.user_id,
+                end_user=session.end_user)
         except BaseException:
             subscription.close()
             raise
         return run, subscription
 
     async def chat(
-        self, principal: str, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+        self, principal: Who, message: str, session_id: str | None = None, metadata: dict[str, Any] | None = None,
         strategy: Any = None,
     ) -> RunOutcome:
         """Start a run and wait until it ends or awaits an approval."""
@@ -175,25 +178,25 @@ class ChatService:
             [e async for e in self.stream(principal, message, session_id, metadata, strategy)])
 
     async def cancel(
-        self, principal: str, session_id: str, run_id: str | None = None, wait: bool = True
+        self, principal: Who, session_id: str, run_id: str | None = None, wait: bool = True
     ) -> str:
         """Cancel the session's active run (and, with `wait`, see it end); NoActiveRunError if none."""
         await self._watch.owned(principal, session_id)
         return await self._runs.cancel(session_id, run_id, wait=wait)
 
-    async def decide(self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
+    async def decide(self, principal: Who, session_id: str, interrupt_id: str | None, raw_decisions: Any) -> str:
         """Deliver a decision on a pending approval to its run; returns the run id."""
         run_id, _ = await self._decide(principal, session_id, interrupt_id, raw_decisions)
         return run_id
 
     async def decide_interrupt(
-        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+        self, principal: Who, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> tuple[str, str]:
         """Deliver a decision; the run id and the decided interrupt's id."""
         return await self._decide(principal, session_id, interrupt_id, raw_decisions)
 
     async def _decide(
-        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+        self, principal: Who, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> tuple[str, str]:
         session = await self._watch.owned(principal, session_id)
         decision = self._one_decision(raw_decisions, self._settings.json_limits)
@@ -222,7 +225,7 @@ class ChatService:
         return run_id, interrupt_id
 
     async def decide_stream(
-        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+        self, principal: Who, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> AsyncGenerator[RunEvent, None]:
         """Decide, then yield the continued run's events (from the decision's `hitl_resolved` on) until it ends
         or awaits another approval."""
@@ -239,7 +242,7 @@ class ChatService:
             subscription.close()
 
     async def decide_and_wait(
-        self, principal: str, session_id: str, interrupt_id: str | None, raw_decisions: Any
+        self, principal: Who, session_id: str, interrupt_id: str | None, raw_decisions: Any
     ) -> RunOutcome:
         """Decide, then wait like `chat`; the outcome's events are those after the decision."""
         return await self._outcome(

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.watch import SessionWatch
+from dataagent.domain.callers import Caller, Who
 from dataagent.domain.errors import FeedbackNotFoundError, InvalidInputError, MessageNotFoundError
 from dataagent.domain.feedback import MAX_COMMENT_CHARS, Feedback, Rating, bounded_text
 from dataagent.domain.models import Message, Role
@@ -40,10 +41,12 @@ class FeedbackService:
         self._clock = clock
 
     async def give(
-        self, principal: str, session_id: str, message_id: str, rating: str, comment: str | None = None
+        self, who: Who, session_id: str, message_id: str, rating: str, comment: str | None = None
     ) -> Feedback:
-        """Rate an assistant message of the principal's session; a second call replaces the first."""
-        await self._assistant_message(principal, session_id, message_id)
+        """Rate an assistant message of the caller's session; a second call replaces the first. An end user's
+        feedback is its own (kept as `principal:end_user`)."""
+        await self._assistant_message(who, session_id, message_id)
+        principal = Caller.of(who).subject
         try:
             value = Rating(rating)
         except ValueError:
@@ -54,9 +57,10 @@ class FeedbackService:
         stored = await self._store.put_feedback(feedback)
         return replace(stored, principal=principal)
 
-    async def read(self, principal: str, session_id: str, message_id: str) -> Feedback:
-        """The principal's feedback on the message; FeedbackNotFoundError if it gave none."""
-        await self._assistant_message(principal, session_id, message_id)
+    async def read(self, who: Who, session_id: str, message_id: str) -> Feedback:
+        """The caller's feedback on the message; FeedbackNotFoundError if it gave none."""
+        await self._assistant_message(who, session_id, message_id)
+        principal = Caller.of(who).subject
         feedback = await self._store.get_feedback(session_id, message_id, principal)
         if feedback is None:
             raise FeedbackNotFoundError()
@@ -66,7 +70,7 @@ class FeedbackService:
         """Every principal's feedback, most recently changed first, for an admin choosing answers to promote."""
         return await self._store.list_feedback(Rating(rating) if rating is not None else None, limit, offset)
 
-    async def _assistant_message(self, principal: str, session_id: str, message_id: str) -> Message:
+    async def _assistant_message(self, principal: Who, session_id: str, message_id: str) -> Message:
         await self._watch.owned(principal, session_id)
         message = await self._repo.get_message(session_id, message_id)
         if message is None:

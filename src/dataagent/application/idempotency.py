@@ -19,6 +19,7 @@ from dataagent.application.chat import SYNC_BUFFER_EVENTS, ChatService, RunOutco
 from dataagent.application.hub import EventHub
 from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.streams import Subscription
+from dataagent.domain.callers import Caller, Who
 from dataagent.domain.errors import IdempotencyKeyReusedError, StoreUnavailableError
 from dataagent.domain.events import EventType, RunEvent, done_payload
 from dataagent.domain.models import ChatRun, MessagePageQuery, Role
@@ -46,7 +47,7 @@ class IdempotentChat:
         self._ttl = timedelta(seconds=ttl_s)
 
     async def start(
-        self, principal: str, key: str | None, message: Any, session_id: str | None, metadata: Any,
+        self, principal: Who, key: str | None, message: Any, session_id: str | None, metadata: Any,
         strategy: Any = None, route: str = "chat",
     ) -> ChatRun:
         """ChatService.start; a retry returns the first request's run."""
@@ -58,7 +59,7 @@ class IdempotentChat:
         return ChatRun(done["run_id"], done["session_id"], "", self._clock.now())
 
     async def start_watched(
-        self, principal: str, key: str | None, message: Any, session_id: str | None, metadata: Any, maxsize: int,
+        self, principal: Who, key: str | None, message: Any, session_id: str | None, metadata: Any, maxsize: int,
         strategy: Any = None,
     ) -> tuple[ChatRun, Subscription]:
         """ChatService.start_watched; a retry gets a subscription with every event still held of the session
@@ -67,7 +68,7 @@ class IdempotentChat:
         return run, subscription
 
     async def _watched(
-        self, principal: str, key: str | None, message: Any, session_id: str | None, metadata: Any, maxsize: int,
+        self, principal: Who, key: str | None, message: Any, session_id: str | None, metadata: Any, maxsize: int,
         strategy: Any,
     ) -> tuple[ChatRun, Subscription, bool]:
         held: list[Subscription] = []
@@ -92,7 +93,7 @@ class IdempotentChat:
         return run, subscription, False
 
     async def chat(
-        self, principal: str, key: str | None, message: Any, session_id: str | None, metadata: Any,
+        self, principal: Who, key: str | None, message: Any, session_id: str | None, metadata: Any,
         strategy: Any = None,
     ) -> RunOutcome:
         """ChatService.chat; a retry waits for the same run (or returns its stored end)."""
@@ -101,7 +102,7 @@ class IdempotentChat:
         return await self._wait(subscription, run.session_id, run.run_id, joined=not fresh)
 
     async def decide_and_wait(
-        self, principal: str, key: str | None, session_id: str, interrupt_id: str | None, decisions: Any
+        self, principal: Who, key: str | None, session_id: str, interrupt_id: str | None, decisions: Any
     ) -> RunOutcome:
         """ChatService.decide_and_wait; a retry waits for the same continued run."""
         if key is None:
@@ -123,7 +124,7 @@ class IdempotentChat:
             subscription = await self._broker.subscribe(session_id, None, SYNC_BUFFER_EVENTS)
         return await self._wait(subscription, session_id, done["run_id"], done["interrupt_id"], joined=not fresh)
 
-    async def cancel(self, principal: str, key: str | None, session_id: str, run_id: str | None) -> str:
+    async def cancel(self, principal: Who, key: str | None, session_id: str, run_id: str | None) -> str:
         """ChatService.cancel; a retry answers with the run the first one cancelled."""
         async def act() -> Outcome:
             return {"session_id": session_id, "run_id": await self._chat.cancel(principal, session_id, run_id)}
@@ -134,42 +135,44 @@ class IdempotentChat:
     # -- the key ----------------------------------------------------------------------------------
 
     async def _once(
-        self, principal: str, key: str | None, request: Any, act: Callable[[], Awaitable[Outcome]]
+        self, principal: Who, key: str | None, request: Any, act: Callable[[], Awaitable[Outcome]]
     ) -> tuple[Outcome, bool]:
-        """The outcome of `act`, run by the first request with the key; True if this request ran it."""
+        """The outcome of `act`, run by the first request with the key; True if this request ran it. A key
+        belongs to the caller: the principal, or one end user of it (another end user's equal key is unrelated)."""
         if key is None:
             return await act(), True
         key = validate_key(key)
+        owner = Caller.of(principal).subject
         digest = fingerprint(request)
         with anyio.fail_after(WAIT_FIRST_S):
             while True:
                 now = self._clock.now()
-                held = await self._repo.claim_request(RequestRecord(principal, key, digest, now, now + self._ttl))
+                held = await self._repo.claim_request(RequestRecord(owner, key, digest, now, now + self._ttl))
                 if held is None:
-                    return await self._first(principal, key, act), True
+                    return await self._first(owner, key, act), True
                 while True:
                     if held.fingerprint != digest:
                         raise IdempotencyKeyReusedError()
                     if held.outcome is not None:
                         return held.outcome, False
                     await asyncio.sleep(WAIT_POLL_S)  # the first request is still starting its run
-                    again = await self._repo.get_request(principal, key, self._clock.now())
+                    again = await self._repo.get_request(owner, key, self._clock.now())
                     if again is None:
                         break  # the first request failed and let the key go: claim it again
                     held = again
 
-    async def _first(self, principal: str, key: str, act: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def _first(self, owner: str, key: str, act: Callable[[], Awaitable[Outcome]]) -> Outcome:
         try:
             outcome = await act()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._repo.release_request(principal, key)
+                    await self._repo.release_request(owner, key)
                 except StoreUnavailableError:
                     pass  # it expires
             raise
         with anyio.CancelScope(shield=True):
-            await self._repo.settle_request(principal, key, outcome)
+            await self._repo.settle_request(owner, key, outcome)
         return outcome
 
     # -- joining a run ----------------------------------------------------------------------------

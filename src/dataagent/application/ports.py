@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dataagent.domain.approvals import ApprovalAction, Decision, InterruptRecord
+from dataagent.domain.callers import Caller
 from dataagent.domain.events import AgentOutput
 from dataagent.domain.feedback import VerifiedQuery
 from dataagent.domain.models import Message, MessagePage, MessagePageQuery, RunState, Session
@@ -41,8 +42,11 @@ class SessionRepository(Protocol):
         """The session, or None."""
         ...
 
-    async def list_sessions(self, user_id: str, limit: int, offset: int) -> tuple[list[Session], int]:
-        """A page of the principal's sessions, most recently active first, and their total."""
+    async def list_sessions(
+        self, user_id: str, limit: int, offset: int, end_user: str | None = None
+    ) -> tuple[list[Session], int]:
+        """A page of the principal's sessions (with `end_user`, only that end user's), most recently active first,
+        and their total."""
         ...
 
     async def set_run_state(
@@ -158,6 +162,12 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
     principal: str | None = None  # the session owner (the API key's name); data policies apply to it
     examples: tuple[VerifiedQuery, ...] = ()  # verified queries like the question (run_started names them)
+    end_user: str | None = None  # the owner's end user the session was created for (X-User-ID), if any
+
+    @property
+    def subject(self) -> str | None:
+        """Whom the data policy applies to: the principal, or `principal:end_user` (domain/callers.py)."""
+        return None if self.principal is None else Caller(self.principal, self.end_user).subject
 
 
 class AgentEngine(Protocol):

@@ -55,6 +55,7 @@ class RunQueue:
     async def start(
         self, sid: str, question: str, metadata: dict[str, Any], max_bytes: int | None,
         strategy: MultitaskStrategy = MultitaskStrategy.REJECT, principal: str | None = None,
+        end_user: str | None = None,
     ) -> ChatRun:
         """Start the question now, or (enqueue) queue it; the run (a queued one is still `pending`)."""
         if strategy is MultitaskStrategy.INTERRUPT:
@@ -63,7 +64,8 @@ class RunQueue:
             except NoActiveRunError:
                 pass
         try:
-            return await self._runs.start_run(sid, question, metadata, max_bytes, principal=principal)
+            return await self._runs.start_run(
+                sid, question, metadata, max_bytes, principal=principal, end_user=end_user)
         except RunInProgressError:
             if strategy is MultitaskStrategy.REJECT:
                 raise
@@ -97,6 +99,7 @@ class RunQueue:
             try:
                 await self._runs.start_run(  # the owner's data policy applies to a queued question too
                     sid, head.question, head.metadata, max_bytes, run_id=head.run_id, principal=session.user_id,
+                    end_user=session.end_user,
                     admit=lambda head=head: self._repo.take_queued_run(sid, head.run_id),  # type: ignore[misc]
                 )
                 return

@@ -105,6 +105,7 @@ class RunManager:
     async def start_run(
         self, sid: str, question: str, metadata: dict[str, Any], max_session_bytes: int | None = None, *,
         run_id: str | None = None, admit: Callable[[], Awaitable[bool]] | None = None, principal: str | None = None,
+        end_user: str | None = None,
     ) -> ChatRun:
         """Claim the (existing) session, persist the question and start the engine; RunInProgressError if busy,
         SessionFullError if the question would take the session's stored bytes past `max_session_bytes`.
@@ -117,7 +118,7 @@ class RunManager:
             raise RunInProgressError()
         now = self._clock.now()
         run = ChatRun(run_id, sid, question, now)
-        who = who_of(principal) if principal is not None else None
+        who = who_of(principal, end_user) if principal is not None else None
         try:
             await self._limits.take_slot(who, run_id)
             if admit is not None and not await admit():
@@ -145,6 +146,7 @@ class RunManager:
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
             examples=examples,
+            end_user=end_user,
         )
         logcontext.bind(session_id=sid)
         live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")

@@ -1,4 +1,7 @@
-"""SessionService: list, read, delete and page a principal's sessions; expire idle ones."""
+"""SessionService: list, read, delete and page a caller's sessions; expire idle ones.
+
+The key itself (no end user named) lists and reads its end users' sessions too; deleting one needs the end user
+named, like every other act on it (SessionWatch decides)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataagent.application.hub import EventHub
 from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.watch import SessionWatch
+from dataagent.domain.callers import Caller, Who
 from dataagent.domain.errors import DataAgentError, NoActiveRunError
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
 
@@ -29,23 +33,25 @@ class SessionService:
         self._broker = broker
         self._watch = watch or SessionWatch(repository, broker)
 
-    async def list_sessions(self, principal: str, limit: int, offset: int) -> tuple[list[Session], int]:
-        return await self._repo.list_sessions(principal, limit, offset)
+    async def list_sessions(self, principal: Who, limit: int, offset: int) -> tuple[list[Session], int]:
+        """The end user's sessions; for the key itself all of its sessions, its end users' too."""
+        caller = Caller.of(principal)
+        return await self._repo.list_sessions(caller.principal, limit, offset, caller.end_user)
 
-    async def get(self, principal: str, session_id: str) -> Session:
-        """The principal's session; SessionNotFoundError if missing or someone else's (SessionWatch decides)."""
-        return await self._watch.owned(principal, session_id)
+    async def get(self, principal: Who, session_id: str) -> Session:
+        """The caller's session to read; SessionNotFoundError if missing or someone else's (SessionWatch decides)."""
+        return await self._watch.visible(principal, session_id)
 
-    async def delete(self, principal: str, session_id: str) -> None:
+    async def delete(self, principal: Who, session_id: str) -> None:
         """Cancel a running answer, then delete the session and its messages; its sockets and events go too."""
-        session = await self.get(principal, session_id)
+        session = await self._watch.owned(principal, session_id)
         if session.active_run_id is not None:
             with contextlib.suppress(NoActiveRunError):
                 await self._runs.cancel(session_id, reason="session_deleted")
         await self._repo.delete_session(session_id)
         await self._forget([session_id])
 
-    async def messages(self, principal: str, session_id: str, query: MessagePageQuery) -> MessagePage:
+    async def messages(self, principal: Who, session_id: str, query: MessagePageQuery) -> MessagePage:
         await self.get(principal, session_id)
         return await self._repo.list_messages(session_id, query)
 

@@ -16,6 +16,7 @@ from dataagent.client.errors import (
     ConnectionLost,
     DataAgentClientError,
     DecisionConflict,
+    Forbidden,
     InternalError,
     InterruptNotFound,
     MessageNotFound,
@@ -53,6 +54,7 @@ from dataagent.client.sync import DataAgentClient
 
 __all__ = [
     "ApiError", "AsyncDataAgentClient", "BrokerUnavailable", "CapacityExceeded", "ChatResult", "ConnectedEvent",
+    "Forbidden",
     "ConnectionLost", "DataAgentClient", "DataAgentClientError", "DecisionConflict", "DoneEvent", "ErrorEvent",
     "Event", "HitlEvent", "HitlResolvedEvent", "InternalError", "InterruptNotFound", "Message", "MessageNotFound",
     "NoActiveRun", "NotFound", "PayloadTooLarge", "RateLimited", "RecoveryFailed", "ReplayUnavailable", "RunHandle",

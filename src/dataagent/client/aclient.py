@@ -39,10 +39,11 @@ class AsyncDataAgentClient:
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None,
                  timeout: float = 30.0, run_timeout: float | None = 600.0, retries: int = 6,
-                 backoff: float = 0.1, max_backoff: float = 3.0, transport: TransportName = "websocket") -> None:
+                 backoff: float = 0.1, max_backoff: float = 3.0, transport: TransportName = "websocket",
+                 user_id: str | None = None) -> None:
         self.config = ClientConfig(
             base_url.rstrip("/"), Secret(api_key) if api_key else None, timeout, run_timeout, retries, backoff,
-            max_backoff)
+            max_backoff, user_id)
         self.transport: TransportName = transport
         self._http = httpx.AsyncClient(base_url=self.config.base_url, headers=self.config.headers(), timeout=timeout)
 

@@ -51,6 +51,7 @@ class SessionInfo(WireModel):
     active_run_id: str | None
     pending_interrupt: dict[str, Any] | None
     metadata: dict[str, Any]
+    end_user: str | None = None  # the end user it was created for (X-User-ID); user_id is the key's principal
 
 
 class SessionPage(WireModel):

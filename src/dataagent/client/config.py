@@ -28,7 +28,8 @@ class Secret:
 class ClientConfig:
     """`timeout`: seconds for a connection and each REST call that does not wait for a run; `run_timeout`:
     for the calls that do (`ask`, a decision after `ask`; None: no bound); `retries`: reconnections a stream
-    tries in a row before `ConnectionLost`, waiting `backoff` seconds, doubled each time up to `max_backoff`."""
+    tries in a row before `ConnectionLost`, waiting `backoff` seconds, doubled each time up to `max_backoff`;
+    `user_id`: the end user every request acts for (X-User-ID; the key needs the `end_users` scope)."""
 
     base_url: str
     api_key: Secret | None = field(default=None, repr=False)
@@ -37,14 +38,18 @@ class ClientConfig:
     retries: int = 6
     backoff: float = 0.1
     max_backoff: float = 3.0
+    user_id: str | None = None
 
     @property
     def ws_url(self) -> str:
         return "ws" + self.base_url.removeprefix("http")
 
     def headers(self) -> dict[str, str]:
-        """The key as a bearer token: httpx masks `Authorization` in its reprs."""
-        return {"Authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
+        """The key as a bearer token (httpx masks `Authorization` in its reprs), and the end user if named."""
+        headers = {"Authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
+        if self.user_id is not None:
+            headers["X-User-ID"] = self.user_id
+        return headers
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_backoff, self.backoff * 2 ** max(0, attempt - 1)))

@@ -33,6 +33,13 @@ class Unauthorized(ApiError):
     error_code = "unauthorized"
 
 
+class Forbidden(ApiError):
+    """The key lacks a scope (DATAAGENT_KEY_SCOPES), e.g. `end_users` for `user_id`; or the key acts on one of its
+    end users' sessions without naming the end user."""
+
+    error_code = "forbidden"
+
+
 class NotFound(ApiError):
     error_code = "not_found"
 
@@ -129,14 +136,14 @@ class ConnectionLost(DataAgentClientError):
 
 _BY_CODE: dict[str, type[ApiError]] = {
     cls.error_code: cls for cls in (
-        Unauthorized, NotFound, SessionNotFound, NoActiveRun, InterruptNotFound, MessageNotFound, RunInProgress,
-        DecisionConflict, ValidationFailed, PayloadTooLarge, SessionFull, TooManySessions, RateLimited,
+        Unauthorized, Forbidden, NotFound, SessionNotFound, NoActiveRun, InterruptNotFound, MessageNotFound,
+        RunInProgress, DecisionConflict, ValidationFailed, PayloadTooLarge, SessionFull, TooManySessions, RateLimited,
         CapacityExceeded,
         StoreUnavailable, BrokerUnavailable, ReplayUnavailable, InternalError,
     )
 }
 _BY_STATUS: dict[int, type[ApiError]] = {
-    401: Unauthorized, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: ValidationFailed,
+    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: ValidationFailed,
     503: ServiceUnavailable,
 }
 

@@ -85,7 +85,7 @@ class TokenUsage:
 
 @dataclass(slots=True)
 class Session:
-    """A conversation owned by one principal (`user_id`)."""
+    """A conversation owned by one principal (`user_id`) and, when a request named one, its end user."""
 
     session_id: str
     user_id: str
@@ -97,9 +97,7 @@ class Session:
     pending_interrupt: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     stored_bytes: int = 0  # what its messages count (stored_size), kept by the store on each append
-
-    def is_owned_by(self, principal: str) -> bool:
-        return self.user_id == principal
+    end_user: str | None = None  # the end user of the principal it was created for (X-User-ID), or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ class DemoEngine:
         if sql is None or self._db is None:
             semantic = self._semantic
             if semantic is not None and self._step is not None:  # only what the principal's policy lets it see
-                semantic = visible_semantic(semantic, self._step.scope.entry(ctx.principal))
+                semantic = visible_semantic(semantic, self._step.scope.entry(ctx.subject))
             answer = demo_answer(ctx.question, semantic)
             return self._say(answer, self._chunks)  # no extra generator hop per chunk
         return self._run_sql(ctx, sql)
@@ -108,7 +108,7 @@ class DemoEngine:
         if intro:
             yield TextDelta(intro)
         call_id = "call_" + uuid.uuid4().hex[:24]
-        analysis = await self._step.analyse(sql, ctx.principal)
+        analysis = await self._step.analyse(sql, ctx.subject)
         yield ToolCallRequested(call_id, RUN_SQL, analysis.as_args())
         outcome = await self._step.run(ctx, analysis)
         yield outcome.tool_completed(call_id)

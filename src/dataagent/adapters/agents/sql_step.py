@@ -1,7 +1,7 @@
 """The `run_sql` step every engine shares: analyse, screen, ask for approval by policy, apply an edit, run.
 
     step = SqlStep(database, policy="always", data_policy=None, estimates=EstimateRules(max_rows=None))
-    analysis = await step.analyse(sql, ctx.principal)
+    analysis = await step.analyse(sql, ctx.subject)
     yield ToolCallRequested(call_id, "run_sql", analysis.as_args())
     outcome = await step.run(ctx, analysis)
     yield outcome.tool_completed(call_id)
@@ -130,7 +130,7 @@ class SqlStep:
             if decision.type is DecisionType.EDIT and decision.args:
                 sql = str({**analysis.as_args(), **decision.args}.get("sql", analysis.sql))
                 await audit.decided(decision, edited_sql=sql)
-                analysis, edited = await self.analyse(sql, ctx.principal), True
+                analysis, edited = await self.analyse(sql, ctx.subject), True
                 if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
             else:

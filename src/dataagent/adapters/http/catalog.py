@@ -14,7 +14,7 @@ from dataagent.application.catalog import SchemaCatalog, SchemaInfo
 
 Catalog = Annotated[SchemaCatalog, Depends(Provide["schema_catalog"])]
 router = APIRouter(tags=["schema"], route_class=EdgeRoute, responses={
-    code: {"model": ErrorBody} for code in (401, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 422, 503)
 })
 
 
@@ -77,5 +77,5 @@ class SchemaOut(BaseModel):
 async def get_schema(principal: Principal, catalog: Catalog) -> SchemaOut:
     """The data source's tables and columns (types from the database), with the descriptions, synonyms and
     example values of DATAAGENT_SEMANTIC_FILE, its joins and its business terms; under DATAAGENT_DATA_POLICY
-    only the tables and columns the caller's entry allows."""
-    return SchemaOut.from_domain(await catalog.describe(principal))
+    only the tables and columns the caller's entry allows (an end user's own entry, else its key's)."""
+    return SchemaOut.from_domain(await catalog.describe(principal.subject))

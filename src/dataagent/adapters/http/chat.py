@@ -21,7 +21,7 @@ from dataagent.adapters.http.schemas import (
 from dataagent.application.chat import RunOutcome
 
 router = APIRouter(tags=["chat"], route_class=EdgeRoute, responses={
-    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 503)
 })
 
 

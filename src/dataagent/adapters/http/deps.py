@@ -1,11 +1,12 @@
-"""Annotated dependencies of the routes: the caller's principal and the services, by container name."""
+"""Annotated dependencies of the routes: the caller (principal and end user) and the services, by container
+name."""
 
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Header
 
-from dataagent.adapters.http.auth import require_principal, require_principal_or_query_key, require_scope
+from dataagent.adapters.http.auth import require_caller, require_caller_or_query, require_scope
 from dataagent.application.auth import ADMIN
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
@@ -13,9 +14,10 @@ from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
 from dataagent.application.watch import SessionWatch
+from dataagent.domain.callers import Caller
 
-Principal = Annotated[str, Depends(require_principal)]
-QueryPrincipal = Annotated[str, Depends(require_principal_or_query_key)]  # the key may be `?api_key=` too
+Principal = Annotated[Caller, Depends(require_caller)]  # the key's principal, and the end user it names
+QueryPrincipal = Annotated[Caller, Depends(require_caller_or_query)]  # also `?api_key=` and `?user_id=`
 Admin = Annotated[str, Depends(require_scope(ADMIN))]  # a principal whose key holds `admin`; else 403 forbidden
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Requests = Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])]  # ChatService with Idempotency-Key

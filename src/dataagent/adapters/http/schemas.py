@@ -120,13 +120,15 @@ class SessionInfo(BaseModel):
     active_run_id: str | None
     pending_interrupt: dict[str, Any] | None
     metadata: dict[str, Any]
+    end_user: str | None = Field(None, description="the end user it was created for (X-User-ID); user_id is the key's"
+                                                   " principal")
 
     @classmethod
     def from_domain(cls, s: Session) -> SessionInfo:
         return cls(
             session_id=s.session_id, user_id=s.user_id, title=s.title, created_at=iso(s.created_at),
             last_active=iso(s.last_active), message_count=s.message_count, active_run_id=s.active_run_id,
-            pending_interrupt=s.pending_interrupt, metadata=s.metadata,
+            pending_interrupt=s.pending_interrupt, metadata=s.metadata, end_user=s.end_user,
         )
 
 

@@ -6,13 +6,13 @@ from typing import Annotated
 from dependency_injector.wiring import inject
 from fastapi import APIRouter, Query, Response
 
-from dataagent.adapters.http.deps import Principal, Sessions
+from dataagent.adapters.http.deps import Principal, QueryPrincipal, Sessions
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, MessageList, MessageOut, SessionInfo, SessionList
 from dataagent.domain.models import MessagePageQuery
 
 router = APIRouter(tags=["sessions"], route_class=EdgeRoute, responses={
-    code: {"model": ErrorBody} for code in (401, 404, 422, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)
 })
 MAX_OFFSET = 2**31 - 1  # both stores take it; beyond, MySQL's LIMIT overflows
 
@@ -20,12 +20,13 @@ MAX_OFFSET = 2**31 - 1  # both stores take it; beyond, MySQL's LIMIT overflows
 @router.get("/sessions")
 @inject
 async def list_sessions(
-    principal: Principal,
+    principal: QueryPrincipal,
     service: Sessions,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionList:
-    """The caller's sessions, most recently active first."""
+    """The caller's sessions, most recently active first: an end user's own (X-User-ID or `?user_id=`), or for
+    the key itself all of them, its end users' too."""
     sessions, total = await service.list_sessions(principal, limit, offset)
     return SessionList(
         sessions=[SessionInfo.from_domain(s) for s in sessions], total=total, limit=limit, offset=offset

@@ -24,7 +24,7 @@ from dataagent.adapters.http.websocket.frames import encode, error_frame, local_
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application.capacity import Capacity
 from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
-from dataagent.application.watch import Ownership, SessionWatch
+from dataagent.application.watch import SessionWatch
 from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError
 from dataagent.domain.events import EventType, RunEvent
 
@@ -46,7 +46,7 @@ _STREAM_DOC = {
 }
 
 router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
-    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 503)
 })
 
 
@@ -250,8 +250,8 @@ async def session_stream(
     try:
         watched = await watch.watch(principal, session_id, resume, settings.send_buffer)
         subscription = watched.subscription
-        if watched.ownership is not Ownership.OWNED or subscription is None:
-            # another principal's id, or one nobody uses (unlike a socket, a stream on it would only idle)
+        if not watched.ownership.readable or subscription is None:
+            # another caller's id, or one nobody uses (unlike a socket, a stream on it would only idle)
             raise SessionNotFoundError()
         last_seq, active_run_id = watched.last_seq, watched.active_run_id
     except BaseException:
@@ -265,5 +265,5 @@ async def session_stream(
         connected["recovered"] = subscription.recovered
     head = [sse_local("connected", local_frame(session_id, "connected", connected))]
     # at each run's start the owner is read again: the id may have been deleted and taken by someone else since
-    still_ours = partial(watch.owned, principal, session_id)
+    still_ours = partial(watch.visible, principal, session_id)
     return stream.response(stream.events(head, on_run_start=still_ours))

@@ -59,8 +59,11 @@ class InMemorySessionRepository:
         entry = self._entries.get(session_id)
         return self._copy(entry.session) if entry else None
 
-    async def list_sessions(self, user_id: str, limit: int, offset: int) -> tuple[list[Session], int]:
-        owned = [e.session for e in self._entries.values() if e.session.user_id == user_id]
+    async def list_sessions(
+        self, user_id: str, limit: int, offset: int, end_user: str | None = None
+    ) -> tuple[list[Session], int]:
+        owned = [e.session for e in self._entries.values()
+                 if e.session.user_id == user_id and end_user in (None, e.session.end_user)]
         owned.sort(key=lambda s: (s.last_active, s.session_id), reverse=True)
         return [self._copy(s) for s in owned[offset : offset + limit]], len(owned)
 

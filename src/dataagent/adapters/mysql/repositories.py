@@ -108,14 +108,20 @@ class MySqlSessionRepository(RequestStore):
 
         return await transaction(self._engine, work, "get_session")
 
-    async def list_sessions(self, user_id: str, limit: int, offset: int) -> tuple[list[Session], int]:
+    async def list_sessions(
+        self, user_id: str, limit: int, offset: int, end_user: str | None = None
+    ) -> tuple[list[Session], int]:
+        whose = sessions.c.user_id == user_id
+        if end_user is not None:
+            whose = whose & (sessions.c.end_user == end_user)
+
         async def work(conn: AsyncConnection, attempt: int) -> tuple[list[Session], int]:
             page = await conn.execute(
-                select(sessions).where(sessions.c.user_id == user_id)
+                select(sessions).where(whose)
                 .order_by(sessions.c.last_active.desc(), sessions.c.session_id.desc())
                 .limit(limit).offset(offset)
             )
-            total = await conn.scalar(select(func.count()).select_from(sessions).where(sessions.c.user_id == user_id))
+            total = await conn.scalar(select(func.count()).select_from(sessions).where(whose))
             return [rows.session_from(r) for r in page], int(total or 0)
 
         return await transaction(self._engine, work, "list_sessions")

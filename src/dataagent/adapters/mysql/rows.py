@@ -34,6 +34,7 @@ def session_values(session: Session) -> dict[str, Any]:
         "active_run_id": session.active_run_id,
         "pending_interrupt": session.pending_interrupt,
         "metadata": session.metadata,
+        "end_user": session.end_user,
     }
 
 
@@ -50,6 +51,7 @@ def session_from(row: Row[Any]) -> Session:
         active_run_id=m["active_run_id"],
         pending_interrupt=m["pending_interrupt"],
         metadata=m["metadata"] or {},
+        end_user=m["end_user"],
     )
 
 

@@ -48,6 +48,7 @@ TABLE_OPTIONS: dict[str, Any] = {
 }
 ID_LENGTH = 64  # session ids are 1..64 characters; generated ids are shorter
 PRINCIPAL_LENGTH = 255
+END_USER_LENGTH = 128  # domain.callers.END_USER_PATTERN
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -100,8 +101,12 @@ sessions = Table(
     _id("active_run_id", nullable=True),
     Column("pending_interrupt", JSON(none_as_null=True), nullable=True),
     Column("metadata", JSON(none_as_null=True), nullable=True),
+    # the end user of the principal it was created for (X-User-ID), NULL for the key itself; added by migrations.py
+    Column("end_user", String(END_USER_LENGTH), nullable=True),
     # a principal's sessions, most recently active first (read backwards)
     Index(None, "user_id", "last_active", "session_id"),
+    # one end user's sessions, most recently active first
+    Index(None, "user_id", "end_user", "last_active", "session_id"),
     # expiry: the oldest idle sessions first
     Index(None, "last_active"),
     **TABLE_OPTIONS,

@@ -68,7 +68,7 @@ class OpenAiEngine:
         latest: dict[str, Any] | None = None  # the last result table, for propose_chart
         for step in range(self.config.max_steps + 1):
             turn = Turn()
-            async with contextlib.aclosing(self._complete(turn, messages, step)) as texts:
+            async with contextlib.aclosing(self._complete(turn, messages, step, _user_of(ctx))) as texts:
                 async for text in texts:
                     if spoke and len(turn.text) == 1:  # the first delta of a later round: keep rounds apart
                         text = "\n\n" + text
@@ -84,7 +84,7 @@ class OpenAiEngine:
             _unique_ids(turn, seen_ids)
             messages.append(turn.assistant_message())
             for draft in turn.calls:
-                call = await self._tools.prepare(draft, ctx.principal)
+                call = await self._tools.prepare(draft, ctx.subject)
                 yield ToolCallRequested(call.call_id, call.name, call.args)
                 outcome = await self._tools.run(ctx, call, latest)
                 latest = outcome.table if outcome.table is not None else latest
@@ -92,9 +92,13 @@ class OpenAiEngine:
                                     outcome.chart, outcome.sql)
                 messages.append({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
 
-    async def _complete(self, turn: Turn, messages: list[ChatMessage], step: int) -> AsyncGenerator[str, None]:
+    async def _complete(
+        self, turn: Turn, messages: list[ChatMessage], step: int, user: str | None
+    ) -> AsyncGenerator[str, None]:
         """One completion's text deltas; a failure ends the run as failed, with a message safe to show."""
         params: dict[str, Any] = {"messages": messages, "tools": TOOL_SPECS}
+        if user is not None:
+            params["user"] = user  # whom the provider may attribute the request to (abuse monitoring)
         if step == self.config.max_steps:
             params["tool_choice"] = "none"  # the last round must answer with what it has
         try:
@@ -108,7 +112,7 @@ class OpenAiEngine:
     async def _opening_messages(self, ctx: RunContext) -> list[ChatMessage]:
         db = self._db
         # the business context takes at most half the history budget; the earlier turns get the rest
-        context = prompt_context(self._tools.semantic(ctx.principal), self.config.history_chars // 2)
+        context = prompt_context(self._tools.semantic(ctx.subject), self.config.history_chars // 2)
         examples = examples_text(ctx.examples)  # verified queries like the question (run_started names them)
         prompt = system_prompt(db.dialect, db.read_only, db.max_rows, "\n".join(filter(None, [context, examples])))
         messages: list[ChatMessage] = [{"role": "system", "content": prompt}]
@@ -117,6 +121,11 @@ class OpenAiEngine:
             messages += history_messages(stored, self.config.history_chars - len(context) - len(examples))
         messages.append({"role": "user", "content": ctx.question})
         return messages
+
+
+def _user_of(ctx: RunContext) -> str | None:
+    """The model's `user` field: the end user the session was created for, else its principal."""
+    return ctx.end_user if ctx.end_user is not None else ctx.principal
 
 
 def _unique_ids(turn: Turn, seen: set[str]) -> None:

@@ -86,10 +86,10 @@ class DataTools:
             return _chart_outcome(call.args, latest)
         try:
             if call.name == LIST_TABLES:
-                return _tables_outcome(await self._scope.list_tables(ctx.principal))
+                return _tables_outcome(await self._scope.list_tables(ctx.subject))
             if call.name == DESCRIBE_TABLE:
-                described = await self._scope.describe_table(call.args["table"], ctx.principal)
-                return _described_outcome(described, self.semantic(ctx.principal))
+                described = await self._scope.describe_table(call.args["table"], ctx.subject)
+                return _described_outcome(described, self.semantic(ctx.subject))
         except SqlToolError as exc:
             return ToolOutcome(f"Error: {exc}", "error")
         assert call.analysis is not None

@@ -15,6 +15,8 @@
 
 A principal's entry is its own, else its group's (at most one group with an entry), else `default`; with no
 `default` a principal named nowhere has no policy (it may read everything). `default: {tables: {}}` denies all.
+An end user of a principal (X-User-ID) is named `principal:end_user` (a principal's name holds no colon), in
+`policies` and in `groups` alike; an end user named nowhere gets its principal's entry.
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ class DataPolicy:
     groups: Mapping[str, str] = field(default_factory=dict)  # principal -> the group that has an entry
 
     def for_principal(self, principal: str | None) -> PolicyEntry | None:
-        """The entry that applies to `principal`, or None when none does (it may read everything)."""
+        """The entry that applies to `principal` (or `principal:end_user`: the end user's own or its group's, else
+        the principal's), or None when none does (it may read everything)."""
         name = principal or ""
+        key, sep, _ = name.partition(":")
+        if sep and name not in self.entries and name not in self.groups:
+            return self.for_principal(key)
         if name in self.entries and name != DEFAULT_ENTRY:
             return self.entries[name]
         if (group := self.groups.get(name)) is not None:

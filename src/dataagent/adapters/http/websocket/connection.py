@@ -19,7 +19,8 @@ from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.application.tasks import stop_tasks
-from dataagent.application.watch import Ownership, SessionWatch
+from dataagent.application.watch import SessionWatch
+from dataagent.domain.callers import Caller
 from dataagent.domain.errors import (
     BrokerUnavailableError,
     DataAgentError,
@@ -41,7 +42,7 @@ class Connection:
     def __init__(
         self,
         websocket: WebSocket,
-        principal: str,
+        principal: Caller,
         session_id: str,
         chat: ChatService,
         watch: SessionWatch,
@@ -95,7 +96,7 @@ class Connection:
             await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
             await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
             return
-        self.owned = watched.ownership is Ownership.OWNED
+        self.owned = watched.ownership.readable
         subscription.on_overflow = self.release_slot
         self.replay_floor = subscription.replayed[0].seq if subscription.replayed else watched.last_seq + 1
         connected: dict[str, Any] = {
@@ -121,9 +122,9 @@ class Connection:
         await self.ws.close(CLOSE_TRY_AGAIN, f"{exc.code}: try again later")
 
     async def is_ours(self) -> bool:
-        """Whether the session exists and belongs to this socket's principal, read now (never cached: a session
-        may be deleted or expire, and its id be taken by another principal)."""
-        self.owned = await self.watch.ownership(self.principal, self.sid) is Ownership.OWNED
+        """Whether the session exists and this socket's caller may watch it, read now (never cached: a session
+        may be deleted or expire, and its id be taken by another principal or end user)."""
+        self.owned = (await self.watch.ownership(self.principal, self.sid)).readable
         return self.owned
 
     # -- writer -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""WebSocket /ws/chat/{session_id}: the route; accepts, authenticates, checks the id, takes a capacity slot.
+"""WebSocket /ws/chat/{session_id}: the route; accepts, authenticates, checks the ids (session, end user), takes a
+capacity slot.
 
 A run belongs to the run manager, not to the socket (see connection.py for the socket itself).
 """
@@ -8,8 +9,8 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, WebSocket
 
-from dataagent.adapters.http.auth import presented_key
-from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
+from dataagent.adapters.http.auth import caller_for, named_end_user, presented_key
+from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_FORBIDDEN, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
 from dataagent.adapters.http.websocket.connection import Connection, SocketSettings
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application import logcontext
@@ -18,6 +19,7 @@ from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.watch import SessionWatch
+from dataagent.domain.errors import ForbiddenError, InvalidInputError
 from dataagent.domain.models import SESSION_ID_PATTERN
 
 router = APIRouter()
@@ -45,10 +47,19 @@ async def chat_socket(
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         await websocket.close(CLOSE_BAD_SESSION, "session_id must be 1..64 characters of [A-Za-z0-9_-]")
         return
+    try:
+        caller = caller_for(authenticator, principal, named_end_user(
+            websocket.headers.get("x-user-id"), websocket.query_params.get("user_id")))
+    except InvalidInputError as exc:
+        await websocket.close(CLOSE_BAD_SESSION, f"validation_error: {exc.message}")
+        return
+    except ForbiddenError:
+        await websocket.close(CLOSE_FORBIDDEN, "forbidden: this API key may not act for an end user")
+        return
     if not capacity.try_acquire():
         await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
         return
-    connection = Connection(websocket, principal, session_id, chat, watch, capacity, settings, watchdog)
+    connection = Connection(websocket, caller, session_id, chat, watch, capacity, settings, watchdog)
     connection.requests = requests
     try:
         await connection.serve()

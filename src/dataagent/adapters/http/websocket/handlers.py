@@ -1,7 +1,8 @@
 """The client frames a socket acts on (PROTOCOL.md): chat, hitl_decision, cancel, ping, resume.
 
 Every acting frame reads the session's owner now (SessionWatch), never from the handshake: a session may have
-been deleted or expired, and its id taken by another principal (docs/SECURITY.md).
+been deleted or expired, and its id taken by another principal (docs/SECURITY.md). The end user is the
+handshake's (X-User-ID or `?user_id=`); a `chat` frame's `user_id` must name the same one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataagent.adapters.http.websocket.frames import encode, error_frame, local_frame, parse_frame
 from dataagent.application.streams import Subscription
-from dataagent.application.watch import Ownership
+from dataagent.application.watch import Ownership, require_owned
 from dataagent.domain.errors import (
     DataAgentError,
     InterruptNotFoundError,
@@ -53,10 +54,13 @@ def _gone(subscription: Subscription) -> SessionNotFoundError:
 
 
 async def _check_frame(conn: Connection, subscription: Subscription) -> bool:
-    """True if the session is ours, False if nobody uses the id; another principal's fails socket and frame."""
+    """True if the session is ours, False if nobody uses the id; another caller's fails socket and frame; one of
+    the key's end users' (a socket of the key itself) fails the frame alone: forbidden."""
     ownership = await conn.watch.ownership(conn.principal, conn.sid)
     if ownership is Ownership.FOREIGN:
         raise _gone(subscription)
+    if ownership is not Ownership.UNUSED:
+        require_owned(ownership)
     return ownership is Ownership.OWNED
 
 
@@ -70,6 +74,9 @@ async def on_chat(conn: Connection, subscription: Subscription, payload: dict[st
     key = payload.get("client_message_id")
     if key is not None and not isinstance(key, str):
         raise InvalidInputError("client_message_id must be a string")
+    user_id = payload.get("user_id")
+    if user_id is not None and user_id != conn.principal.end_user:
+        raise InvalidInputError("user_id must name the end user of the handshake (X-User-ID or user_id)")
     message, metadata, strategy = payload.get("message"), payload.get("metadata"), payload.get("multitask_strategy")
     try:  # the service validates the message, the metadata and the strategy, and reads the owner
         if conn.requests is not None:
