@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.application.transport import RunControl
 from dataagent.domain.errors import (
     AgentFailedError,
@@ -63,16 +65,18 @@ class RunManager:
         clock: Clock,
         ids: IdGenerator,
         settings: RunSettings | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._repo = repository
+        self._telemetry = telemetry
         self._broker = broker
         self._engine = engine
         self._clock = clock
         self._ids = ids
         self._settings = settings or RunSettings()
         self._runs: dict[str, LiveRun] = {}
-        self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
-        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs)
+        self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s, telemetry)
+        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs, telemetry)
         self._leases = LeaseKeeper(broker, self._runs)
         self._closing = False
         self._after_run: Callable[[str], None] | None = None
@@ -124,6 +128,7 @@ class RunManager:
         run.transition(RunStatus.RUNNING)
         live = LiveRun(run)
         self._runs[run_id] = live
+        self._telemetry.run_started()
         live.started_seq = self._publish(
             run, EventType.RUN_STARTED, {"run_id": run_id, "message_id": user_message.message_id}).seq
         ctx = RunContext(
@@ -202,7 +207,7 @@ class RunManager:
     def _cancel_local(self, live: LiveRun, reason: str) -> None:
         if live.cancel_reason is not None or live.run.status.is_terminal:
             return
-        live.cancel_reason = reason
+        live.cancel_reason, live.cancelled_at = reason, time.monotonic()
         live.scope.cancel()
 
     # -- the run task -------------------------------------------------------------------------
@@ -212,6 +217,7 @@ class RunManager:
         agen = self._engine.stream(ctx)
         run = live.run
         publish, keep_text, sid, run_id = self._broker.publish, run.text.append, run.session_id, run.run_id
+        first = True  # the time to the first token is reported once, on a local flag (no call per token)
         with live.scope:
             try:
                 async for output in agen:
@@ -220,6 +226,9 @@ class RunManager:
                     if type(output) is TextDelta:  # the hot path: no await, no dispatch
                         content = output.content
                         if content:
+                            if first:
+                                first = False
+                                self._telemetry.first_token(time.monotonic() - live.started_at)
                             keep_text(content)
                             delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
                             publish(sid, run_id, "text", delta)

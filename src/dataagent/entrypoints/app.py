@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dataagent import __version__
-from dataagent.adapters.http import auth, catalog, chat, deps, health, sessions, sse, websocket, ws_paths
+from dataagent.adapters.http import auth, catalog, chat, deps, health, metrics, sessions, sse, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
@@ -47,8 +47,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, sse, catalog, auth, deps, websocket.endpoint, ws_paths],
-                   warn_unresolved=True)
+    container.wire(modules=[health, chat, sessions, sse, catalog, auth, deps, metrics, websocket.endpoint,
+                            ws_paths], warn_unresolved=True)
     install_redaction()
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(catalog.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
+    if settings.metrics:
+        metrics.install_metrics(app, public=settings.metrics_public)
     install_docs(app)
     if settings.ui:
         install_webui(app, settings.auth_disabled)
@@ -96,6 +98,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
         finally:
             restore_signals()
+            close_metrics = getattr(container.telemetry(), "close", None)
+            if close_metrics is not None:
+                close_metrics()  # a worker that stops leaves the live gauges of the others
 
 
 def http_limits(settings: Settings) -> HttpLimits:

@@ -13,6 +13,7 @@ from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
+from dataagent.adapters.observability.timed import timed_broker, timed_store
 from dataagent.adapters.redis.client import close_client, make_client
 from dataagent.adapters.redis.transport import RedisTransport, redis_hub
 from dataagent.adapters.system import SystemClock, UuidIdGenerator
@@ -27,6 +28,7 @@ from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
 from dataagent.entrypoints.engines import build_catalog, build_data_context, build_engine
@@ -86,6 +88,15 @@ async def check_broker(settings: Settings) -> None:
         await close_client(client)
 
 
+def build_telemetry(settings: Settings) -> Telemetry:
+    """Prometheus metrics (DATAAGENT_METRICS), else nothing is counted; prometheus-client is imported only then."""
+    if not settings.metrics:
+        return NO_TELEMETRY
+    from dataagent.adapters.observability.prometheus import PrometheusTelemetry
+
+    return PrometheusTelemetry()
+
+
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
     return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
 
@@ -95,16 +106,19 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdGenerator)
+    telemetry = providers.Singleton(build_telemetry, settings)
 
     mysql_engine = providers.Singleton(build_mysql_engine, settings)  # disposed by entrypoints/lifecycle.py
 
-    repository = providers.Selector(
+    store = providers.Selector(
         settings.provided.session_store,
         memory=providers.Singleton(InMemorySessionRepository),
         mysql=providers.Singleton(
-            MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings)
+            MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings),
+            telemetry=telemetry,
         ),
     )
+    repository = providers.Singleton(timed_store, store, telemetry)  # its calls timed when metrics are on
     redis_client = providers.Singleton(
         make_client, settings.provided.redis_url, settings.provided.redis_max_connections)
     broker = providers.Selector(
@@ -114,17 +128,17 @@ class Container(containers.DeclarativeContainer):
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
         ),
-        redis=providers.Singleton(redis_hub, providers.Singleton(
+        redis=providers.Singleton(redis_hub, providers.Singleton(timed_broker, providers.Singleton(
             RedisTransport,
             client=redis_client,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
             prefix=settings.provided.redis_prefix,
-        )),
+        ), telemetry)),
     )
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
-    engine = providers.Singleton(build_engine, settings, data_context)
+    engine = providers.Singleton(build_engine, settings, data_context, telemetry)
     schema_catalog = providers.Singleton(build_catalog, data_context)
 
     run_manager = providers.Singleton(
@@ -135,10 +149,11 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
+        telemetry=telemetry,
     )
     run_queue = providers.Singleton(
         RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,
-        max_queued=settings.provided.max_queued_per_session,
+        max_queued=settings.provided.max_queued_per_session, telemetry=telemetry,
     )
     orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ from dataagent.adapters.agents.sql import (
 from dataagent.adapters.agents.sql.policy import DataPolicy
 from dataagent.adapters.agents.sql.scope import PolicyScope
 from dataagent.application.ports import RunContext
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.approvals import ApprovalAction, DecisionType
 from dataagent.domain.events import ToolCompleted
 
@@ -48,6 +50,7 @@ class SqlOutcome:
     detail: str = ""
     result: QueryResult | None = None
     edited: bool = False
+    duration_s: float = 0.0  # the time the statement ran in the database (ran or failed)
 
     @property
     def status(self) -> str:
@@ -75,9 +78,10 @@ class SqlStep:
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
         screen_writes: bool = True, data_policy: DataPolicy | None = None,
-        estimates: EstimateRules | None = None,
+        estimates: EstimateRules | None = None, telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.database = database
+        self._telemetry = telemetry
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
@@ -90,6 +94,12 @@ class SqlStep:
 
     async def run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         """Approve (if the policy asks), then run; cancellation stops the query in the database."""
+        outcome = await self._approve_and_run(ctx, analysis)
+        rows = outcome.result.row_count if outcome.result is not None else 0
+        self._telemetry.sql_statement(analysis.statement_type, outcome.kind, outcome.duration_s, rows)
+        return outcome
+
+    async def _approve_and_run(self, ctx: RunContext, analysis: SqlAnalysis) -> SqlOutcome:
         if refusal := self._refusal(analysis) or await self._too_costly(analysis):
             return refusal
         edited = False
@@ -109,11 +119,14 @@ class SqlStep:
                 analysis, edited = await self.analyse(sql, ctx.principal), True
                 if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
+        began = time.perf_counter()
         try:
             result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
         except SqlToolError as exc:
-            return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
-        return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
+            return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited,
+                              duration_s=time.perf_counter() - began)
+        return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited,
+                          duration_s=time.perf_counter() - began)
 
     async def _estimate(self, analysis: SqlAnalysis) -> Estimate:
         return await self.database.estimate(analysis, self._estimates.timeout_s)

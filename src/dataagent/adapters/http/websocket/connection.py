@@ -19,6 +19,7 @@ from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.application.tasks import stop_tasks
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.application.watch import Ownership, SessionWatch
 from dataagent.domain.errors import (
     BrokerUnavailableError,
@@ -64,6 +65,8 @@ class Connection:
         self._released = False
         self.send_started: float | None = None  # while a send is in progress: when it began (for the watchdog)
         self.writer: asyncio.Task[None] | None = None
+        self.telemetry: Telemetry = NO_TELEMETRY  # set by the endpoint
+        self.direct_frames = 0  # frames the fast path wrote since the writer last reported them
         # The server's own ASGI send (see RawSendMiddleware): Starlette's WebSocket.send re-checks its state
         # machine and its exception wrapper tracks each message, ~12% of the CPU when streaming token frames.
         self._raw_send = websocket.scope.get(RAW_SEND_KEY) or websocket.send
@@ -109,11 +112,13 @@ class Connection:
         writer = self.writer = asyncio.create_task(self._write(subscription), name=f"ws-writer:{self.sid}")
         reader = asyncio.create_task(self._read(subscription, writer), name=f"ws-reader:{self.sid}")
         self.watchdog.watch(self)
+        self.telemetry.connection_opened("ws")
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.watchdog.forget(self)
             await stop_tasks(reader, writer)
+            self.telemetry.connection_closed("ws")
 
     async def _refuse_unavailable(self, exc: DataAgentError) -> None:
         """The store or the broker cannot be reached: say so, and close with 1013 (try again later)."""
@@ -133,9 +138,10 @@ class Connection:
             if subscription.replayed and await self.is_ours():
                 for event in subscription.replayed:
                     await self._send(encode(event))
+                self.telemetry.frames_sent("ws", len(subscription.replayed))
             if self._protocol is not None:
                 subscription.direct = self._send_now
-            send = self._raw_send
+            send, report = self._raw_send, self.telemetry.frames_sent
             while True:
                 batch = await subscription.get_batch()
                 self.send_started = time.monotonic()  # the watchdog drops a batch blocked for send_timeout_s
@@ -146,18 +152,24 @@ class Connection:
                         item = encode(item)
                     await send({"type": "websocket.send", "text": item})
                 self.send_started = None
+                sent, self.direct_frames = len(batch) + self.direct_frames, 0  # counted once a batch
+                report("ws", sent)
         except SessionNotFoundError:  # deleted, expired, or not ours: PROTOCOL.md, close 4404
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
                 await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
                 await self._send_message({"type": "websocket.close", "code": CLOSE_NOT_FOUND,
                                           "reason": "session_not_found"})
         except SlowConsumerError:
+            self.telemetry.slow_consumer("ws")
             await self._send_message({"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER,
                                       "reason": "slow_consumer: reconnect with after_seq"})
         except (SubscriptionClosedError, WebSocketDisconnect, OSError, RuntimeError):
             return  # the socket is gone or closing: the reader sees the disconnect
         finally:
             subscription.direct = None
+            if self.direct_frames:
+                self.telemetry.frames_sent("ws", self.direct_frames)
+                self.direct_frames = 0
 
     async def _claim_ownership(self) -> None:
         """At each run's start (and at the first event of a session that did not exist at connect): the session

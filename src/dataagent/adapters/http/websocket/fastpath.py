@@ -27,6 +27,7 @@ class Direct(Protocol):
 
     _protocol: Any
     owned: bool
+    direct_frames: int
 
 
 def protocol_of(raw_send: Callable[..., Any]) -> Any:
@@ -58,4 +59,5 @@ def send_now(self: Direct, item: Item) -> bool:
         protocol.transport.write(b"".join(protocol.conn.data_to_send()))
     except Exception:  # noqa: BLE001, S110
         pass
+    self.direct_frames += 1  # reported by the writer with its next batch (or when it ends), not per frame
     return True
