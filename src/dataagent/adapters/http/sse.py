@@ -127,7 +127,7 @@ class _Stream:
         self.dropped = False
         self._capacity = capacity
         self._open = self._holds_slot = True
-        subscription.on_overflow = self._release_slot  # a client that stopped reading frees its slot at once
+        subscription.on_overflow = self._overflowed  # a client that stopped reading frees its slot at once
         loop = asyncio.get_running_loop()
 
         def tick() -> None:
@@ -145,6 +145,10 @@ class _Stream:
         self.close()
         if self.task is not None:
             self.task.cancel()
+
+    def _overflowed(self) -> None:
+        self.telemetry.slow_consumer("sse")
+        self._release_slot()
 
     def _release_slot(self) -> None:
         if self._holds_slot:
@@ -194,8 +198,6 @@ class _Stream:
                     self.telemetry.frames_sent("sse", sent)
                 batch = await self.subscription.get_batch()
         except (SlowConsumerError, SessionNotFoundError) as exc:
-            if isinstance(exc, SlowConsumerError):
-                self.telemetry.slow_consumer("sse")
             yield sse_local("error", error_frame(self.sid, exc.code, exc.message, recoverable=False))
         except SubscriptionClosedError:
             return

@@ -80,6 +80,17 @@ class Connection:
         if self.writer is not None:
             self.writer.cancel()
 
+    def _overflowed(self) -> None:
+        """The peer read too slowly (its send buffer overflowed): counted, and its slot given back at once."""
+        self.telemetry.slow_consumer("ws")
+        self.release_slot()
+
+    def report_frames(self) -> None:
+        """Report the frames the fast path wrote since the last report."""
+        if self.direct_frames:
+            self.telemetry.frames_sent("ws", self.direct_frames)
+            self.direct_frames = 0
+
     def release_slot(self) -> None:
         """Give back the capacity slot (once): when the socket ends, or as soon as it overflows."""
         if not self._released:
@@ -99,7 +110,7 @@ class Connection:
             await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
             return
         self.owned = watched.ownership is Ownership.OWNED
-        subscription.on_overflow = self.release_slot
+        subscription.on_overflow = self._overflowed
         self.replay_floor = subscription.replayed[0].seq if subscription.replayed else watched.last_seq + 1
         connected: dict[str, Any] = {
             "session_id": self.sid, "active_run_id": watched.active_run_id, "last_seq": watched.last_seq,
@@ -160,16 +171,13 @@ class Connection:
                 await self._send_message({"type": "websocket.close", "code": CLOSE_NOT_FOUND,
                                           "reason": "session_not_found"})
         except SlowConsumerError:
-            self.telemetry.slow_consumer("ws")
             await self._send_message({"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER,
                                       "reason": "slow_consumer: reconnect with after_seq"})
         except (SubscriptionClosedError, WebSocketDisconnect, OSError, RuntimeError):
             return  # the socket is gone or closing: the reader sees the disconnect
         finally:
             subscription.direct = None
-            if self.direct_frames:
-                self.telemetry.frames_sent("ws", self.direct_frames)
-                self.direct_frames = 0
+            self.report_frames()
 
     async def _claim_ownership(self) -> None:
         """At each run's start (and at the first event of a session that did not exist at connect): the session
