@@ -20,7 +20,7 @@ from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing, traced
 from dataagent.application.transport import RunControl
 from dataagent.domain.errors import (
     AgentFailedError,
@@ -65,10 +65,10 @@ class RunManager:
         clock: Clock,
         ids: IdGenerator,
         settings: RunSettings | None = None,
-        telemetry: Telemetry = NO_TELEMETRY,
+        telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self._repo = repository
-        self._telemetry = telemetry
+        self._telemetry, self._tracing = telemetry, tracing
         self._broker = broker
         self._engine = engine
         self._clock = clock
@@ -136,7 +136,8 @@ class RunManager:
             request_approval=partial(self._approvals.request, live),
             load_history=partial(self._load_history, sid, run.user_message_id), principal=principal,
         )
-        live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
+        drive = traced(self._tracing, "dataagent.run", {"session_id": sid, "run_id": run_id}, self._drive(live, ctx))
+        live.task = asyncio.create_task(drive, name=f"run:{run_id}")  # the caller's trace context goes with it
         self._leases.ensure()
         return run
 

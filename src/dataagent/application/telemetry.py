@@ -1,4 +1,5 @@
-"""The telemetry port: what the use cases and adapters report (metrics, adapters/observability), and its no-op.
+"""The telemetry ports: what the use cases and adapters report (metrics) and the spans they open (tracing), each
+with its no-op default; adapters/observability implements them.
 
 Every method is cheap and never raises. None is called per token: frames are counted per batch, the time to
 the first token once per run. Labels are bounded sets (a status, a reason code, a statement type), never an id.
@@ -6,7 +7,12 @@ the first token once per run. Labels are bounded sets (a status, a reason code, 
 
 from __future__ import annotations
 
-from typing import Protocol
+import contextlib
+from collections.abc import Coroutine, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+Attributes = Mapping[str, str | int | float | bool]
 
 
 class Telemetry(Protocol):
@@ -126,3 +132,35 @@ class NoTelemetry(Telemetry):
 
 
 NO_TELEMETRY: Telemetry = NoTelemetry()
+
+
+class Tracing(Protocol):
+    """Opens spans (OpenTelemetry with the `otel` extra); the default (NoTracing) opens none."""
+
+    def span(self, name: str, attributes: Attributes, current: bool = True) -> AbstractContextManager[object]:
+        """A span around the block, a child of the current one; `current`: its children are the block's spans
+        (False where the block yields, as an async generator does, and must not change its consumer's context)."""
+        ...
+
+
+class NoTracing(Tracing):
+    """Opens no span."""
+
+    def span(self, name: str, attributes: Attributes, current: bool = True) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+
+NO_TRACING: Tracing = NoTracing()
+
+
+def traced(tracing: Tracing, name: str, attributes: Attributes, work: Coroutine[Any, Any, None]
+           ) -> Coroutine[Any, Any, None]:
+    """`work` inside a span; `work` itself (no extra coroutine layer, nothing per step) when nothing traces."""
+    if isinstance(tracing, NoTracing):
+        return work
+    return _in_span(tracing, name, attributes, work)
+
+
+async def _in_span(tracing: Tracing, name: str, attributes: Attributes, work: Coroutine[Any, Any, None]) -> None:
+    with tracing.span(name, attributes):
+        await work

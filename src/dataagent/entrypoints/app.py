@@ -19,9 +19,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from dataagent import __version__
 from dataagent.adapters.http import auth, catalog, chat, deps, health, metrics, sessions, sse, websocket, ws_paths
 from dataagent.adapters.http.errors import install_error_handlers
-from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.middleware import (
+    BodySizeLimitMiddleware,
+    RawSendMiddleware,
+    RequestIdMiddleware,
+    TracingMiddleware,
+)
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
+from dataagent.application.telemetry import NoTracing
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.lifecycle import build_lifecycle
 from dataagent.entrypoints.logs import install_redaction
@@ -79,6 +85,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         expose_headers=["X-Request-ID", "Retry-After", "X-Session-ID"],
         allow_credentials="*" not in settings.cors_origins,
     )
+    tracing = container.tracing()
+    if not isinstance(tracing, NoTracing):  # no middleware at all when nothing traces
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(RawSendMiddleware, key=websocket.RAW_SEND_KEY)  # outermost
     return app
@@ -98,9 +107,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
         finally:
             restore_signals()
-            close_metrics = getattr(container.telemetry(), "close", None)
-            if close_metrics is not None:
-                close_metrics()  # a worker that stops leaves the live gauges of the others
+            for reporter in (container.telemetry(), container.tracing()):
+                close = getattr(reporter, "close", None)
+                if close is not None:
+                    close()  # metrics: this worker leaves the live gauges; tracing: buffered spans exported
 
 
 def http_limits(settings: Settings) -> HttpLimits:

@@ -28,7 +28,7 @@ from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
 from dataagent.entrypoints.engines import build_catalog, build_data_context, build_engine
@@ -97,6 +97,16 @@ def build_telemetry(settings: Settings) -> Telemetry:
     return PrometheusTelemetry()
 
 
+def build_tracing() -> Tracing:
+    """OpenTelemetry spans as the OTEL_* variables say, with the `otel` extra installed; else none (and the code
+    that would open them runs as if tracing did not exist)."""
+    try:
+        from dataagent.adapters.observability.tracing import tracing_from_environment
+    except ImportError:
+        return NO_TRACING
+    return tracing_from_environment()
+
+
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
     return {"store": settings.session_store, "broker": settings.broker, "agent": engine.name}
 
@@ -107,6 +117,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdGenerator)
     telemetry = providers.Singleton(build_telemetry, settings)
+    tracing = providers.Singleton(build_tracing)
 
     mysql_engine = providers.Singleton(build_mysql_engine, settings)  # disposed by entrypoints/lifecycle.py
 
@@ -118,7 +129,7 @@ class Container(containers.DeclarativeContainer):
             telemetry=telemetry,
         ),
     )
-    repository = providers.Singleton(timed_store, store, telemetry)  # its calls timed when metrics are on
+    repository = providers.Singleton(timed_store, store, telemetry, tracing)  # its calls timed when metrics are on
     redis_client = providers.Singleton(
         make_client, settings.provided.redis_url, settings.provided.redis_max_connections)
     broker = providers.Selector(
@@ -138,7 +149,7 @@ class Container(containers.DeclarativeContainer):
         ), telemetry)),
     )
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
-    engine = providers.Singleton(build_engine, settings, data_context, telemetry)
+    engine = providers.Singleton(build_engine, settings, data_context, telemetry, tracing)
     schema_catalog = providers.Singleton(build_catalog, data_context)
 
     run_manager = providers.Singleton(
@@ -150,6 +161,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
         telemetry=telemetry,
+        tracing=tracing,
     )
     run_queue = providers.Singleton(
         RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,

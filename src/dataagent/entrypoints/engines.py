@@ -27,7 +27,7 @@ from dataagent.adapters.agents.sql.catalog import SqlSchemaCatalog
 from dataagent.adapters.agents.sql.semantic import SemanticFileError, SemanticLayer, load_semantic
 from dataagent.adapters.agents.sql_step import EstimateRules
 from dataagent.application.ports import AgentEngine
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
 
 log = logging.getLogger("dataagent")
@@ -106,6 +106,7 @@ def resolve_agent(settings: Settings) -> str:
 
 def build_engine(
     settings: Settings, data: DataContext | None = None, telemetry: Telemetry = NO_TELEMETRY,
+    tracing: Tracing = NO_TRACING,
 ) -> AgentEngine:
     """The agent engine DATAAGENT_AGENT names; the demo and LLM engines answer from `data` (built from the
     settings if not given) and report their SQL statements and LLM calls to `telemetry`."""
@@ -117,13 +118,14 @@ def build_engine(
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
             database=data.database, hitl_policy=settings.hitl_policy,
             place="the demo database" if on_demo else "the database", data_policy=data.policy,
-            semantic=data.semantic, estimates=estimate_rules(settings), telemetry=telemetry,
+            semantic=data.semantic, estimates=estimate_rules(settings), telemetry=telemetry, tracing=tracing,
         )
     if choice == "llm":
         data = data or build_data_context(settings)
         return OpenAiEngine(
             llm_config(settings), data.database, hitl_policy=settings.hitl_policy,
             data_policy=data.policy, semantic=data.semantic, estimates=estimate_rules(settings), telemetry=telemetry,
+            tracing=tracing,
         )
     return _custom_engine(choice, settings)
 

@@ -24,7 +24,7 @@ from dataagent.adapters.agents.sql import (
 from dataagent.adapters.agents.sql.policy import DataPolicy
 from dataagent.adapters.agents.sql.scope import PolicyScope
 from dataagent.application.ports import RunContext
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.approvals import ApprovalAction, DecisionType
 from dataagent.domain.events import ToolCompleted
 
@@ -78,10 +78,10 @@ class SqlStep:
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
         screen_writes: bool = True, data_policy: DataPolicy | None = None,
-        estimates: EstimateRules | None = None, telemetry: Telemetry = NO_TELEMETRY,
+        estimates: EstimateRules | None = None, telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self.database = database
-        self._telemetry = telemetry
+        self._telemetry, self._tracing = telemetry, tracing
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
@@ -120,8 +120,10 @@ class SqlStep:
                 if refusal := self._refusal(analysis, edited=True) or await self._too_costly(analysis, True):
                     return refusal
         began = time.perf_counter()
+        attributes = {"session_id": ctx.session_id, "run_id": ctx.run_id, "db.operation": analysis.statement_type}
         try:
-            result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
+            with self._tracing.span("dataagent.sql", attributes):
+                result = await self.database.run_query(analysis.executed_sql or analysis.sql, approved=analysis)
         except SqlToolError as exc:
             return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited,
                               duration_s=time.perf_counter() - began)

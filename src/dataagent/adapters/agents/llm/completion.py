@@ -16,7 +16,7 @@ import openai
 
 from dataagent.adapters.agents.llm.config import LlmConfig, endpoint
 from dataagent.adapters.agents.llm.failures import failure_message, is_transient, redact, retry_delay
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.inputs import TextJoiner, valid_text
 from dataagent.domain.models import TokenUsage
 
@@ -91,19 +91,23 @@ class Turn:
 class Completions:
     """Streams completions from an OpenAI-compatible server; retries transient failures before the first token."""
 
-    def __init__(self, client: openai.AsyncOpenAI, config: LlmConfig, telemetry: Telemetry = NO_TELEMETRY) -> None:
+    def __init__(
+        self, client: openai.AsyncOpenAI, config: LlmConfig, telemetry: Telemetry = NO_TELEMETRY,
+        tracing: Tracing = NO_TRACING,
+    ) -> None:
         self._client = client
         self._config = config
-        self._telemetry = telemetry
+        self._telemetry, self._tracing = telemetry, tracing
         self._where = endpoint(str(client.base_url))  # what the SDK really calls (it reads OPENAI_BASE_URL too)
 
     async def stream(self, turn: Turn, **params: Any) -> AsyncGenerator[str, None]:
         """Yield the text deltas of one completion, filling `turn`; LlmCallError when it fails for good."""
         began = time.perf_counter()
-        try:
-            async with contextlib.aclosing(self._retried(turn, params)) as texts:
-                async for text in texts:
-                    yield text
+        try:  # the span is not made current: this generator yields into its consumer's context
+            with self._tracing.span("dataagent.llm", {"gen_ai.request.model": self._config.model}, current=False):
+                async with contextlib.aclosing(self._retried(turn, params)) as texts:
+                    async for text in texts:
+                        yield text
         except LlmCallError:
             self._telemetry.llm_call("error", time.perf_counter() - began)
             raise

@@ -19,7 +19,7 @@ from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.application.tasks import stop_tasks
-from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.watch import Ownership, SessionWatch
 from dataagent.domain.errors import (
     BrokerUnavailableError,
@@ -66,6 +66,7 @@ class Connection:
         self.send_started: float | None = None  # while a send is in progress: when it began (for the watchdog)
         self.writer: asyncio.Task[None] | None = None
         self.telemetry: Telemetry = NO_TELEMETRY  # set by the endpoint
+        self.tracing: Tracing = NO_TRACING  # set by the endpoint
         self.direct_frames = 0  # frames the fast path wrote since the writer last reported them
         # The server's own ASGI send (see RawSendMiddleware): Starlette's WebSocket.send re-checks its state
         # machine and its exception wrapper tracks each message, ~12% of the CPU when streaming token frames.
@@ -209,4 +210,5 @@ class Connection:
                 return
             if writer.done():
                 return
-            await handlers.handle(self, subscription, raw)
+            with self.tracing.span("dataagent.ws_message", {"session_id": self.sid}):  # a run it starts inherits it
+                await handlers.handle(self, subscription, raw)

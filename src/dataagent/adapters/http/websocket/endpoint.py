@@ -16,7 +16,7 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
-from dataagent.application.telemetry import Telemetry
+from dataagent.application.telemetry import Telemetry, Tracing
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.models import SESSION_ID_PATTERN
 
@@ -36,6 +36,7 @@ async def chat_socket(
     settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
     watchdog: Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])],
     telemetry: Annotated[Telemetry, Depends(Provide["telemetry"])],
+    tracing: Annotated[Tracing, Depends(Provide["tracing"])],
 ) -> None:
     await websocket.accept()
     principal = authenticator.authenticate(presented_key(websocket.headers, websocket.query_params))
@@ -49,7 +50,7 @@ async def chat_socket(
         await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
         return
     connection = Connection(websocket, principal, session_id, chat, watch, capacity, settings, watchdog)
-    connection.requests, connection.telemetry = requests, telemetry
+    connection.requests, connection.telemetry, connection.tracing = requests, telemetry, tracing
     try:
         await connection.serve()
     finally:
