@@ -58,16 +58,20 @@ class LiveServer:
 
 @contextlib.asynccontextmanager
 async def live_server(
-    settings: Settings | None = None, engine: Any = None, **uvicorn_options: Any
+    settings: Settings | None = None, engine: Any = None, overrides: dict[str, Any] | None = None,
+    **uvicorn_options: Any,
 ) -> AsyncIterator[LiveServer]:
     """Run the real app under uvicorn on a free 127.0.0.1 port inside the test's event loop.
 
-    `engine` replaces the configured agent engine (through the container's override, no patching).
+    `engine` replaces the configured agent engine, `overrides` other providers by name (through the container's
+    override, no patching).
     """
     settings = settings or make_settings()
     container = Container(settings=settings)
     if engine is not None:
         container.engine.override(providers.Object(engine))
+    for name, provided in (overrides or {}).items():
+        getattr(container, name).override(providers.Object(provided))
     app = create_app(settings, container)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,6 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from dataagent.application.ports import Clock, IdGenerator, SessionRepository
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.approvals import (
     ApprovalAction,
     ApprovalRequest,
@@ -31,6 +33,7 @@ class PendingApproval:
     request: ApprovalRequest
     future: asyncio.Future[Decision]
     published: bool = False
+    asked_at: float = 0.0  # when the request was published (monotonic)
 
 
 @dataclass(slots=True)
@@ -46,6 +49,8 @@ class LiveRun:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     started_seq: int = 0
     who: str | None = None  # whose run slot it holds (application/limits.py)
+    started_at: float = field(default_factory=time.monotonic)
+    cancelled_at: float | None = None  # when a cancel reached this process (monotonic)
 
     def deliver(self, interrupt_id: str | None, decision: Decision) -> None:
         """Hand a decision to the waiting approval, if it is the one decided."""
@@ -56,9 +61,11 @@ class LiveRun:
 
 class Approvals:
     def __init__(
-        self, repository: SessionRepository, clock: Clock, ids: IdGenerator, publish: Publish, timeout_s: float
+        self, repository: SessionRepository, clock: Clock, ids: IdGenerator, publish: Publish, timeout_s: float,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._repo = repository
+        self._telemetry = telemetry
         self._clock = clock
         self._ids = ids
         self._publish = publish
@@ -80,7 +87,7 @@ class Approvals:
         await anyio.lowlevel.checkpoint()  # a cancel that came during the write ends the run here
         run.transition(RunStatus.AWAITING_APPROVAL)
         self._publish(run, EventType.HITL, request.event_data())
-        pending.published = True
+        pending.published, pending.asked_at = True, time.monotonic()
         decision: Decision | None = None
         with anyio.move_on_after(self._timeout_s):
             decision = await pending.future
@@ -88,6 +95,7 @@ class Approvals:
             timeout = Decision(DecisionType.REJECT, message="No decision before the timeout",
                                source=DecisionSource.TIMEOUT)
             decision = await self._resolve_as(request, timeout)
+        self._telemetry.approval_waited(time.monotonic() - pending.asked_at, _outcome(decision))
         live.pending = None
         with anyio.CancelScope(shield=True):
             await self._repo.set_run_state(run.session_id, active_run_id=run.run_id, pending_interrupt=None)
@@ -106,6 +114,7 @@ class Approvals:
         decision = await self._resolve_as(pending.request, Decision(DecisionType.REJECT, None, reason, source))
         if pending.published:
             self._publish_resolved(live.run, pending.request, decision)
+            self._telemetry.approval_waited(time.monotonic() - pending.asked_at, _outcome(decision))
 
     async def _resolve_as(self, request: ApprovalRequest, decision: Decision) -> Decision:
         """Record `decision` unless another won the race; return the decision that stands."""
@@ -122,3 +131,10 @@ class Approvals:
         self._publish(run, EventType.HITL_RESOLVED, {
             "interrupt_id": request.interrupt_id, "decision": decision.as_dict(),
         })
+
+
+def _outcome(decision: Decision) -> str:
+    """The approval_wait label: approve, edit, reject, or how a decision nobody made came (timeout, cancel)."""
+    if decision.source in (DecisionSource.TIMEOUT, DecisionSource.CANCEL):
+        return decision.source.value
+    return decision.type.value

@@ -15,6 +15,7 @@ from typing import Any
 from dataagent.application.hub import EventHub
 from dataagent.application.ports import Clock, IdGenerator, SessionRepository
 from dataagent.application.runs import RunManager
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.errors import (
     DataAgentError,
     NoActiveRunError,
@@ -42,8 +43,10 @@ class RunQueue:
         clock: Clock,
         ids: IdGenerator,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._repo = repository
+        self._telemetry = telemetry
         self._broker = broker
         self._runs = runs
         self._clock = clock
@@ -102,6 +105,7 @@ class RunQueue:
                     end_user=session.end_user,
                     admit=lambda head=head: self._repo.take_queued_run(sid, head.run_id),  # type: ignore[misc]
                 )
+                self._telemetry.queue_waited((self._clock.now() - head.queued_at).total_seconds())
                 return
             except RunInProgressError:
                 return  # the session is busy (or another process took the head): its run's end drains

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from dataagent.application.approvals import Approvals, LiveRun, Publish
 from dataagent.application.hub import EventHub
 from dataagent.application.limits import Limits
 from dataagent.application.ports import Clock, IdGenerator, SessionRepository
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.errors import DataAgentError, StoreUnavailableError, WorkerLostError
 from dataagent.domain.events import EventType, done_payload, text_end
 from dataagent.domain.models import ChatRun, Message, Role, RunState, RunStatus
@@ -36,7 +38,9 @@ class RunEnd:
         publish: Publish,
         runs: dict[str, LiveRun],
         limits: Limits | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._repo = repository
         self._broker = broker
         self._clock = clock
@@ -93,6 +97,13 @@ class RunEnd:
                         exc_info=not isinstance(exc, DataAgentError))
         finally:
             live.finished.set()
+            self._report(live, status)
+
+    def _report(self, live: LiveRun, status: RunStatus) -> None:
+        ended = time.monotonic()
+        self._telemetry.run_ended(status.value, live.run.reason, ended - live.started_at)
+        if live.cancelled_at is not None:
+            self._telemetry.cancel_done(ended - live.cancelled_at)
 
     async def _closed_elsewhere(self, run: ChatRun) -> bool:
         """With several processes (leases), whether the session no longer names this run as its active one."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +22,7 @@ from dataagent.application.leases import LeaseKeeper
 from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing, traced
 from dataagent.application.transport import RunControl
 from dataagent.application.verified import ExampleFinder
 from dataagent.domain.errors import (
@@ -68,8 +70,10 @@ class RunManager:
         settings: RunSettings | None = None,
         limits: Limits | None = None,
         examples: ExampleFinder | None = None,
+        telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self._repo = repository
+        self._telemetry, self._tracing = telemetry, tracing
         self._broker = broker
         self._engine = engine
         self._clock = clock
@@ -77,9 +81,10 @@ class RunManager:
         self._settings = settings or RunSettings()
         self._examples = examples
         self._runs: dict[str, LiveRun] = {}
-        self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s)
+        self._approvals = Approvals(repository, clock, ids, self._publish, self._settings.hitl_timeout_s, telemetry)
         self._limits = limits = limits or Limits()
-        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs, limits)
+        self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs, limits,
+                           telemetry)
         self._leases = LeaseKeeper(broker, self._runs, limits)
         self._closing = False
         self._after_run: Callable[[str], None] | None = None
@@ -137,6 +142,7 @@ class RunManager:
         run.transition(RunStatus.RUNNING)
         live = LiveRun(run, who=who)
         self._runs[run_id] = live
+        self._telemetry.run_started()
         started: dict[str, Any] = {"run_id": run_id, "message_id": user_message.message_id}
         if examples:
             started["verified_queries"] = [q.query_id for q in examples]
@@ -149,7 +155,8 @@ class RunManager:
             end_user=end_user,
         )
         logcontext.bind(session_id=sid)
-        live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")
+        drive = traced(self._tracing, "dataagent.run", {"session_id": sid, "run_id": run_id}, self._drive(live, ctx))
+        live.task = asyncio.create_task(drive, name=f"run:{run_id}")  # the caller's trace context goes with it
         self._leases.ensure()
         return run
 
@@ -220,7 +227,7 @@ class RunManager:
     def _cancel_local(self, live: LiveRun, reason: str) -> None:
         if live.cancel_reason is not None or live.run.status.is_terminal:
             return
-        live.cancel_reason = reason
+        live.cancel_reason, live.cancelled_at = reason, time.monotonic()
         live.scope.cancel()
 
     # -- the run task -------------------------------------------------------------------------
@@ -231,6 +238,7 @@ class RunManager:
         run = live.run
         publish, keep_text, sid, run_id = self._broker.publish, run.text.append, run.session_id, run.run_id
         logcontext.bind(session_id=sid, run_id=run_id)  # the principal: the caller's, inherited
+        first = True  # the time to the first token is reported once, on a local flag (no call per token)
         with live.scope:
             try:
                 async for output in agen:
@@ -239,6 +247,9 @@ class RunManager:
                     if type(output) is TextDelta:  # the hot path: no await, no dispatch
                         content = output.content
                         if content:
+                            if first:
+                                first = False
+                                self._telemetry.first_token(time.monotonic() - live.started_at)
                             keep_text(content)
                             delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
                             publish(sid, run_id, "text", delta)

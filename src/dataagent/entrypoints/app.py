@@ -25,6 +25,7 @@ from dataagent.adapters.http import (
     deps,
     feedback,
     health,
+    metrics,
     sessions,
     sse,
     verified,
@@ -32,9 +33,15 @@ from dataagent.adapters.http import (
     ws_paths,
 )
 from dataagent.adapters.http.errors import install_error_handlers
-from dataagent.adapters.http.middleware import BodySizeLimitMiddleware, RawSendMiddleware, RequestIdMiddleware
+from dataagent.adapters.http.middleware import (
+    BodySizeLimitMiddleware,
+    RawSendMiddleware,
+    RequestIdMiddleware,
+    TracingMiddleware,
+)
 from dataagent.adapters.http.protocols import STATE_KEY, HttpLimits
 from dataagent.adapters.http.webui import install_docs, install_webui
+from dataagent.application.telemetry import NoTracing
 from dataagent.entrypoints.container import Container
 from dataagent.entrypoints.lifecycle import build_lifecycle
 from dataagent.entrypoints.logs import configure_logging, install_redaction
@@ -60,7 +67,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
     container = container or Container(settings=settings)
-    container.wire(modules=[health, chat, sessions, sse, catalog, audit, feedback, verified, auth, deps,
+    container.wire(modules=[health, chat, sessions, sse, catalog, audit, feedback, verified, auth, deps, metrics,
                             websocket.endpoint, ws_paths],
                    warn_unresolved=True)
     install_redaction()
@@ -83,6 +90,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(feedback.router, prefix=API_PREFIX)
     app.include_router(verified.router, prefix=API_PREFIX)
     app.include_router(websocket.router)
+    if settings.metrics:
+        metrics.install_metrics(app, public=settings.metrics_public)
     install_docs(app)
     if settings.ui:
         install_webui(app, settings.auth_disabled)
@@ -95,6 +104,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                         "RateLimit-Reset"],
         allow_credentials="*" not in settings.cors_origins,
     )
+    tracing = container.tracing()
+    if not isinstance(tracing, NoTracing):  # no middleware at all when nothing traces
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(RawSendMiddleware, key=websocket.RAW_SEND_KEY)  # outermost
     return app
@@ -114,6 +126,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             yield {STATE_KEY: http_limits(settings)}  # read by the bounded HTTP protocols (protocols.py)
         finally:
             restore_signals()
+            for reporter in (container.telemetry(), container.tracing()):
+                close = getattr(reporter, "close", None)
+                if close is not None:
+                    close()  # metrics: this worker leaves the live gauges; tracing: buffered spans exported
 
 
 def http_limits(settings: Settings) -> HttpLimits:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -15,6 +18,8 @@ from pydantic import SecretStr
 from dataagent import __version__
 from dataagent.entrypoints.logs import configure_logging, logging_config
 from dataagent.entrypoints.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker (its multiprocess mode)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(create_app(settings), **common)
         return
     _export(settings, overrides)  # every worker reads the same settings, and the one generated key
+    if settings.metrics:
+        prepare_metrics_dir()
     uvicorn.run("dataagent.entrypoints.app:create_app", factory=True, workers=settings.workers, **common)
 
 
@@ -119,6 +126,22 @@ def _check_store(settings: Settings) -> None:
     except (StoreUnavailableError, BrokerUnavailableError) as exc:
         print(f"dataagent-server: {exc.message}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def prepare_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR for the workers' metric files, fresh for this start: the one set (its metric
+    files removed) or a temporary directory removed at exit. A scrape of any worker then adds them all."""
+    directory = os.environ.get(MULTIPROC_ENV, "").strip()
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+    else:
+        directory = tempfile.mkdtemp(prefix="dataagent-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ[MULTIPROC_ENV] = directory
+    return directory
 
 
 def _export(settings: Settings, overrides: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from dataagent.adapters.mysql.engine import EngineOptions
 from dataagent.adapters.mysql.engine import build_engine as build_sql_engine
 from dataagent.adapters.mysql.feedback import MySqlFeedbackStore, MySqlVerifiedQueryStore
 from dataagent.adapters.mysql.repositories import MySqlSessionRepository
+from dataagent.adapters.observability.timed import timed_broker, timed_store
 from dataagent.adapters.ratelimit.window import MovingWindowRate, memory_storage, redis_storage
 from dataagent.adapters.redis.client import close_client, make_client
 from dataagent.adapters.redis.slots import RedisRunSlots
@@ -39,6 +40,7 @@ from dataagent.application.queue import RunQueue
 from dataagent.application.runs import RunManager, RunSettings
 from dataagent.application.sessions import SessionService
 from dataagent.application.status import StatusService
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.verified import VerifiedQueryService
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.inputs import JsonLimits
@@ -112,6 +114,23 @@ def build_limits(settings: Settings, redis_client: Any) -> Limits:
         slots = (RedisRunSlots(redis_client(), settings.max_runs_per_key, settings.run_lease, settings.redis_prefix)
                  if shared else InMemoryRunSlots(settings.max_runs_per_key))
     return Limits(rate, slots)
+def build_telemetry(settings: Settings) -> Telemetry:
+    """Prometheus metrics (DATAAGENT_METRICS), else nothing is counted; prometheus-client is imported only then."""
+    if not settings.metrics:
+        return NO_TELEMETRY
+    from dataagent.adapters.observability.prometheus import PrometheusTelemetry
+
+    return PrometheusTelemetry()
+
+
+def build_tracing() -> Tracing:
+    """OpenTelemetry spans as the OTEL_* variables say, with the `otel` extra installed; else none (and the code
+    that would open them runs as if tracing did not exist)."""
+    try:
+        from dataagent.adapters.observability.tracing import tracing_from_environment
+    except ImportError:
+        return NO_TRACING
+    return tracing_from_environment()
 
 
 def component_names(settings: Settings, engine: AgentEngine) -> dict[str, str]:
@@ -123,19 +142,23 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdGenerator)
+    telemetry = providers.Singleton(build_telemetry, settings)
+    tracing = providers.Singleton(build_tracing)
 
     mysql_engine = providers.Singleton(build_mysql_engine, settings)  # disposed by entrypoints/lifecycle.py
 
-    repository = providers.Selector(
+    store = providers.Selector(
         settings.provided.session_store,
         memory=providers.Singleton(InMemorySessionRepository),
         mysql=providers.Singleton(
-            MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings)
+            MySqlSessionRepository, mysql_engine, where=providers.Callable(mysql_where, settings),
+            telemetry=telemetry,
         ),
     )
+    repository = providers.Singleton(timed_store, store, telemetry, tracing)  # its calls timed when metrics are on
     feedback_store = providers.Selector(
         settings.provided.session_store,
-        memory=providers.Singleton(InMemoryFeedbackStore, repository),
+        memory=providers.Singleton(InMemoryFeedbackStore, store),
         mysql=providers.Singleton(MySqlFeedbackStore, mysql_engine),
     )
     verified_store = providers.Selector(
@@ -152,14 +175,14 @@ class Container(containers.DeclarativeContainer):
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
         ),
-        redis=providers.Singleton(redis_hub, providers.Singleton(
+        redis=providers.Singleton(redis_hub, providers.Singleton(timed_broker, providers.Singleton(
             RedisTransport,
             client=redis_client,
             replay_events=settings.provided.replay_events,
             replay_ttl_s=settings.provided.replay_ttl,
             lease_s=settings.provided.run_lease,
             prefix=settings.provided.redis_prefix,
-        )),
+        ), telemetry)),
     )
     limits = providers.Singleton(build_limits, settings, redis_client.provider)  # the client only if it counts
     # the SQL audit trail, in the session store (the MySQL table is created with the others)
@@ -172,7 +195,7 @@ class Container(containers.DeclarativeContainer):
     audit_service = providers.Factory(AuditService, audit_log, clock, settings.provided.audit_retention)
 
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
-    engine = providers.Singleton(build_engine, settings, data_context, audit_trail)
+    engine = providers.Singleton(build_engine, settings, data_context, audit_trail, telemetry, tracing)
     schema_catalog = providers.Singleton(build_catalog, data_context)
     example_finder = providers.Singleton(build_example_finder, settings, verified_store, data_context.provider)
 
@@ -186,10 +209,12 @@ class Container(containers.DeclarativeContainer):
         settings=providers.Factory(RunSettings, hitl_timeout_s=settings.provided.hitl_timeout),
         limits=limits,
         examples=example_finder,
+        telemetry=telemetry,
+        tracing=tracing,
     )
     run_queue = providers.Singleton(
         RunQueue, repository=repository, broker=broker, runs=run_manager, clock=clock, ids=ids,
-        max_queued=settings.provided.max_queued_per_session,
+        max_queued=settings.provided.max_queued_per_session, telemetry=telemetry,
     )
     orphan_closer = providers.Singleton(OrphanCloser, repository=repository, broker=broker, clock=clock, ids=ids)
     capacity = providers.Singleton(Capacity, settings.provided.max_connections)

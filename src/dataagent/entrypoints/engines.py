@@ -29,6 +29,7 @@ from dataagent.adapters.agents.sql.semantic import SemanticFileError, SemanticLa
 from dataagent.adapters.agents.sql_step import EstimateRules
 from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import AgentEngine
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.verified import ExampleFinder, VerifiedQueryStore
 from dataagent.entrypoints.settings import AGENT_KEYWORDS, Settings
 
@@ -120,9 +121,11 @@ def resolve_agent(settings: Settings) -> str:
 
 def build_engine(
     settings: Settings, data: DataContext | None = None, audit: AuditTrail | None = None,
+    telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
 ) -> AgentEngine:
     """The agent engine DATAAGENT_AGENT names; the demo and LLM engines answer from `data` (built from the
-    settings if not given) and record each SQL statement in `audit`."""
+    settings if not given), record each SQL statement in `audit` and report statements and LLM calls to
+    `telemetry`."""
     choice = resolve_agent(settings)
     if choice == "demo":
         data = data or build_data_context(settings)
@@ -131,13 +134,15 @@ def build_engine(
             chunks=settings.demo_chunks, delay_ms=settings.demo_chunk_delay_ms,
             database=data.database, hitl_policy=settings.hitl_policy,
             place="the demo database" if on_demo else "the database", data_policy=data.policy,
-            semantic=data.semantic, estimates=estimate_rules(settings), audit=audit,
+            semantic=data.semantic, estimates=estimate_rules(settings), audit=audit, telemetry=telemetry,
+            tracing=tracing,
         )
     if choice == "llm":
         data = data or build_data_context(settings)
         return OpenAiEngine(
             llm_config(settings), data.database, hitl_policy=settings.hitl_policy,
             data_policy=data.policy, semantic=data.semantic, estimates=estimate_rules(settings), audit=audit,
+            telemetry=telemetry, tracing=tracing,
         )
     return _custom_engine(choice, settings)
 

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     max_connections: int = Field(200, ge=1)
     ui: bool = True
+    # Observability (docs/OPERATIONS.md): GET /metrics, behind the API key unless public
+    metrics: bool = True
+    metrics_public: bool = False
     # HTTP connections (issue 17 item 8): the request head's time and size, idle keep-alive, open connections
     header_timeout: float = Field(10, gt=0, le=3600)
     max_header_bytes: int = Field(64 * 1024, ge=4096, le=16 * 1024 * 1024)

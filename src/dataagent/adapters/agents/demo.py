@@ -21,6 +21,7 @@ from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import RUN_SQL, EstimateRules, SqlOutcome, SqlStep
 from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested
 
 _SQL_QUESTION = re.compile(
@@ -78,7 +79,7 @@ class DemoEngine:
         place: str = "the demo database",
         data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
-        audit: AuditTrail | None = None,
+        audit: AuditTrail | None = None, telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self._chunks = max(1, chunks)
         self._delay_s = max(0.0, delay_ms) / 1000.0
@@ -86,7 +87,7 @@ class DemoEngine:
         self._semantic = semantic
         self._step = SqlStep(
             database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates,
-            audit=audit,
+            audit=audit, telemetry=telemetry, tracing=tracing,
         ) if database else None
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +26,7 @@ from dataagent.adapters.agents.sql.scope import PolicyScope
 from dataagent.adapters.agents.sql_audit import StatementAudit
 from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.approvals import ApprovalAction, DecisionSource, DecisionType
 from dataagent.domain.events import ToolCompleted
 
@@ -51,6 +53,7 @@ class SqlOutcome:
     result: QueryResult | None = None
     edited: bool = False
     cause: str = ""  # a refusal's: guard, read_only, policy or estimate (the audit's decision)
+    duration_s: float = 0.0  # the time the statement ran in the database (ran or failed)
 
     @property
     def status(self) -> str:
@@ -80,10 +83,11 @@ class SqlStep:
     def __init__(
         self, database: SqlDatabase, policy: str = "always", *, place: str = "the database",
         data_policy: DataPolicy | None = None, estimates: EstimateRules | None = None,
-        audit: AuditTrail | None = None,
+        audit: AuditTrail | None = None, telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self.database = database
         self.audit = audit
+        self._telemetry, self._tracing = telemetry, tracing
         self.scope = PolicyScope(database, data_policy)
         self._policy = policy
         self._place = place
@@ -104,6 +108,8 @@ class SqlStep:
             raise
         if outcome.kind == "refused":
             await audit.refused(outcome.cause, outcome.detail)
+        rows = outcome.result.row_count if outcome.result is not None else 0
+        self._telemetry.sql_statement(analysis.statement_type, outcome.kind, outcome.duration_s, rows)
         return outcome
 
     async def _run(self, ctx: RunContext, analysis: SqlAnalysis, audit: StatementAudit) -> SqlOutcome:
@@ -137,18 +143,24 @@ class SqlStep:
                 await audit.decided(decision)
         else:
             audit.auto_approved()
-        return await self._execute(analysis, audit, edited)
+        return await self._execute(ctx, analysis, audit, edited)
 
-    async def _execute(self, analysis: SqlAnalysis, audit: StatementAudit, edited: bool) -> SqlOutcome:
+    async def _execute(self, ctx: RunContext, analysis: SqlAnalysis, audit: StatementAudit, edited: bool
+                       ) -> SqlOutcome:
         executed = analysis.executed_sql or analysis.sql
         await audit.running(executed)
+        began = time.perf_counter()
+        attributes = {"session_id": ctx.session_id, "run_id": ctx.run_id, "db.operation": analysis.statement_type}
         try:
-            result = await self.database.run_query(executed, approved=analysis)
+            with self._tracing.span("dataagent.sql", attributes):
+                result = await self.database.run_query(executed, approved=analysis)
         except SqlToolError as exc:
             await audit.failed(exc)
-            return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited)
+            return SqlOutcome("failed", f"Error: {exc}", analysis.sql, str(exc), edited=edited,
+                              duration_s=time.perf_counter() - began)
         await audit.ran(result)
-        return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited)
+        return SqlOutcome("ran", result.as_text(), analysis.sql, result=result, edited=edited,
+                          duration_s=time.perf_counter() - began)
 
     async def _estimate(self, analysis: SqlAnalysis) -> Estimate:
         return await self.database.estimate(analysis, self._estimates.timeout_s)

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dataagent.application import logcontext
+from dataagent.application.telemetry import Tracing
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -50,6 +51,24 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class TracingMiddleware:
+    """A span per HTTP request (inside RequestIdMiddleware: the request id is an attribute); the run a request
+    starts inherits it (its task copies the context). Installed only when tracing is on."""
+
+    def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
+        self.app = app
+        self.tracing = tracing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        attributes = {"http.request.method": scope["method"], "url.path": scope["path"],
+                      "request_id": scope.get("state", {}).get("request_id", "")}
+        with self.tracing.span(f"HTTP {scope['method']}", attributes):
+            await self.app(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:

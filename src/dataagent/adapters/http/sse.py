@@ -24,6 +24,7 @@ from dataagent.adapters.http.websocket.frames import encode, error_frame, local_
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application.capacity import Capacity
 from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
+from dataagent.application.telemetry import Telemetry
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError
 from dataagent.domain.events import EventType, RunEvent
@@ -59,6 +60,7 @@ class StreamSettings:
 
 Streams = Annotated[StreamSettings, Depends(Provide["stream_settings"])]
 Watchdog = Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])]
+Metrics = Annotated[Telemetry, Depends(Provide["telemetry"])]
 
 
 def sse_event(event: RunEvent) -> str:
@@ -112,9 +114,11 @@ class _Stream:
 
     def __init__(
         self, sid: str, subscription: Subscription, capacity: Capacity, settings: StreamSettings,
-        watchdog: SendWatchdog,
+        watchdog: SendWatchdog, telemetry: Telemetry,
     ) -> None:
         self.sid = sid
+        self.telemetry = telemetry
+        telemetry.connection_opened("sse")
         self.subscription = subscription
         self.settings = settings
         self.watchdog = watchdog
@@ -123,7 +127,7 @@ class _Stream:
         self.dropped = False
         self._capacity = capacity
         self._open = self._holds_slot = True
-        subscription.on_overflow = self._release_slot  # a client that stopped reading frees its slot at once
+        subscription.on_overflow = self._overflowed  # a client that stopped reading frees its slot at once
         loop = asyncio.get_running_loop()
 
         def tick() -> None:
@@ -142,6 +146,10 @@ class _Stream:
         if self.task is not None:
             self.task.cancel()
 
+    def _overflowed(self) -> None:
+        self.telemetry.slow_consumer("sse")
+        self._release_slot()
+
     def _release_slot(self) -> None:
         if self._holds_slot:
             self._holds_slot = False
@@ -150,6 +158,7 @@ class _Stream:
     def close(self) -> None:
         if self._open:
             self._open = False
+            self.telemetry.connection_closed("sse")
             self._timer.cancel()
             self.subscription.close()
             self._release_slot()
@@ -165,6 +174,7 @@ class _Stream:
             batch: list[Item] = list(self.subscription.replayed)
             while True:
                 out: list[str] = []
+                sent = 0  # events (not keep-alives) this batch, reported once per batch
                 for item in batch:
                     if isinstance(item, str):
                         out.append(item)
@@ -177,11 +187,15 @@ class _Stream:
                             out = []
                         await on_run_start()
                     out.append(sse_event(item))
+                    sent += 1
                     if item.event_type == _DONE:
                         yield "".join(out)
+                        self.telemetry.frames_sent("sse", sent)
                         return
                 if out:
                     yield "".join(out)
+                if sent:
+                    self.telemetry.frames_sent("sse", sent)
                 batch = await self.subscription.get_batch()
         except (SlowConsumerError, SessionNotFoundError) as exc:
             yield sse_local("error", error_frame(self.sid, exc.code, exc.message, recoverable=False))
@@ -201,7 +215,7 @@ def _take_slot(capacity: Capacity) -> None:
 @inject
 async def chat_stream(
     body: StreamRequest, principal: Principal, service: Requests, capacity: Slots, settings: Streams,
-    watchdog: Watchdog, key: IdempotencyKey = None,
+    watchdog: Watchdog, telemetry: Metrics, key: IdempotencyKey = None,
 ) -> EventStreamResponse:
     """Ask a question and stream its answer as server-sent events, through approvals, until its `done`."""
     _take_slot(capacity)
@@ -213,7 +227,7 @@ async def chat_stream(
     except BaseException:
         capacity.release()
         raise
-    stream = _Stream(run.session_id, subscription, capacity, settings, watchdog)
+    stream = _Stream(run.session_id, subscription, capacity, settings, watchdog, telemetry)
     return stream.response(stream.events([], run.run_id))
 
 
@@ -240,6 +254,7 @@ async def session_stream(
     capacity: Slots,
     settings: Streams,
     watchdog: Watchdog,
+    telemetry: Metrics,
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this seq (wins over after_seq)")] = None,
 ) -> EventStreamResponse:
@@ -259,7 +274,7 @@ async def session_stream(
             subscription.close()
         capacity.release()
         raise
-    stream = _Stream(session_id, subscription, capacity, settings, watchdog)
+    stream = _Stream(session_id, subscription, capacity, settings, watchdog, telemetry)
     connected: dict[str, Any] = {"session_id": session_id, "active_run_id": active_run_id, "last_seq": last_seq}
     if resume is not None:
         connected["recovered"] = subscription.recovered

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dataagent.adapters.mysql import rows
 from dataagent.adapters.mysql.engine import driver_cursor, transaction
 from dataagent.adapters.mysql.tables import json_text, utc_naive
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.errors import SessionFullError, SessionNotFoundError, StoreUnavailableError
 from dataagent.domain.models import Message, RunState
 
@@ -88,8 +89,9 @@ Outcome = Message | Exception
 
 
 class Appender:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._engine = engine
+        self._telemetry = telemetry  # reports each batch's size (the group commit at work)
         self._waiting: deque[_Append] = deque()
         self._writers: set[asyncio.Task[None]] = set()
         self._running = 0  # writers not yet past their last look at the queue (a done task may not be discarded yet)
@@ -115,6 +117,7 @@ class Appender:
     async def _drain(self) -> None:
         try:
             while batch := self._take():
+                self._telemetry.commit_batch(len(batch))
                 try:
                     outcomes = await self._write(batch)
                 except BaseException:  # the writer itself was cancelled (shut down): its callers must not hang

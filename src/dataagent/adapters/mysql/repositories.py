@@ -28,6 +28,7 @@ from dataagent.adapters.mysql.engine import (
 from dataagent.adapters.mysql.requests import RequestStore
 from dataagent.adapters.mysql.schema import ServerInfo, ensure_schema
 from dataagent.adapters.mysql.tables import UtcDateTime, interrupts, messages, sessions
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.approvals import Decision, InterruptRecord
 from dataagent.domain.errors import (
     PayloadTooLargeError,
@@ -53,9 +54,9 @@ def _touch(at: datetime) -> Any:
 class MySqlSessionRepository(RequestStore):
     """On an engine it is given (entrypoints/container.py builds it, and disposes it after `close`)."""
 
-    def __init__(self, engine: AsyncEngine, *, where: str = "MySQL") -> None:
+    def __init__(self, engine: AsyncEngine, *, where: str = "MySQL", telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._engine = engine
-        self._appender = Appender(engine)
+        self._appender = Appender(engine, telemetry)
         self._where = where
         self._owns_engine = False
         self.server: ServerInfo | None = None

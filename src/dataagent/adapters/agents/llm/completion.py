@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import openai
 
 from dataagent.adapters.agents.llm.config import LlmConfig, endpoint
 from dataagent.adapters.agents.llm.failures import failure_message, is_transient, redact, retry_delay
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.inputs import TextJoiner, valid_text
 from dataagent.domain.models import TokenUsage
 
@@ -89,13 +91,31 @@ class Turn:
 class Completions:
     """Streams completions from an OpenAI-compatible server; retries transient failures before the first token."""
 
-    def __init__(self, client: openai.AsyncOpenAI, config: LlmConfig) -> None:
+    def __init__(
+        self, client: openai.AsyncOpenAI, config: LlmConfig, telemetry: Telemetry = NO_TELEMETRY,
+        tracing: Tracing = NO_TRACING,
+    ) -> None:
         self._client = client
         self._config = config
+        self._telemetry, self._tracing = telemetry, tracing
         self._where = endpoint(str(client.base_url))  # what the SDK really calls (it reads OPENAI_BASE_URL too)
 
     async def stream(self, turn: Turn, **params: Any) -> AsyncGenerator[str, None]:
         """Yield the text deltas of one completion, filling `turn`; LlmCallError when it fails for good."""
+        began = time.perf_counter()
+        try:  # the span is not made current: this generator yields into its consumer's context
+            with self._tracing.span("dataagent.llm", {"gen_ai.request.model": self._config.model}, current=False):
+                async with contextlib.aclosing(self._retried(turn, params)) as texts:
+                    async for text in texts:
+                        yield text
+        except LlmCallError:
+            self._telemetry.llm_call("error", time.perf_counter() - began)
+            raise
+        self._telemetry.llm_call("ok", time.perf_counter() - began)
+        if turn.usage is not None:
+            self._telemetry.llm_tokens(turn.usage.prompt_tokens, turn.usage.completion_tokens)
+
+    async def _retried(self, turn: Turn, params: dict[str, Any]) -> AsyncGenerator[str, None]:
         attempt = 0
         while True:
             try:
@@ -106,6 +126,7 @@ class Completions:
             except _CALL_ERRORS as exc:
                 if turn.started or not is_transient(exc) or attempt >= self._config.retries:
                     raise LlmCallError(self._describe(exc, turn.started, attempt + 1)) from exc
+                self._telemetry.llm_retry()
                 delay = retry_delay(exc, attempt, self._config.retry_base_s)
                 log.info("LLM call failed (%s); retry %d in %.2f s", self._describe(exc, False, 1), attempt + 1,
                          delay)

@@ -20,6 +20,7 @@ from dataagent.adapters.agents.sql.semantic import SemanticLayer
 from dataagent.adapters.agents.sql_step import EstimateRules, SqlStep
 from dataagent.application.audit import AuditTrail
 from dataagent.application.ports import RunContext
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.domain.errors import AgentFailedError
 from dataagent.domain.events import AgentOutput, TextDelta, ToolCallRequested, ToolCompleted, UsageReported
 
@@ -41,7 +42,7 @@ class OpenAiEngine:
         client: openai.AsyncOpenAI | None = None,
         data_policy: DataPolicy | None = None,
         *, semantic: SemanticLayer | None = None, estimates: EstimateRules | None = None,
-        audit: AuditTrail | None = None,
+        audit: AuditTrail | None = None, telemetry: Telemetry = NO_TELEMETRY, tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self._db = database
@@ -49,9 +50,10 @@ class OpenAiEngine:
         self._client = client or openai.AsyncOpenAI(
             api_key=config.api_key or NO_KEY, base_url=config.base_url, timeout=config.timeout_s, max_retries=0,
         )
-        self._completions = Completions(self._client, config)
+        self._completions = Completions(self._client, config, telemetry, tracing)
         place = f"the {dialect_name(database.dialect)} database"
-        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates, audit=audit)
+        step = SqlStep(database, hitl_policy, place=place, data_policy=data_policy, estimates=estimates, audit=audit,
+                       telemetry=telemetry, tracing=tracing)
         self._tools = DataTools(step, self._semantic)
 
     def stream(self, ctx: RunContext) -> AsyncGenerator[AgentOutput, None]:

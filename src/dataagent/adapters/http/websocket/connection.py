@@ -19,6 +19,7 @@ from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
 from dataagent.application.streams import SlowConsumerError, Subscription, SubscriptionClosedError
 from dataagent.application.tasks import stop_tasks
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.callers import Caller
 from dataagent.domain.errors import (
@@ -65,6 +66,9 @@ class Connection:
         self._released = False
         self.send_started: float | None = None  # while a send is in progress: when it began (for the watchdog)
         self.writer: asyncio.Task[None] | None = None
+        self.telemetry: Telemetry = NO_TELEMETRY  # set by the endpoint
+        self.tracing: Tracing = NO_TRACING  # set by the endpoint
+        self.direct_frames = 0  # frames the fast path wrote since the writer last reported them
         # The server's own ASGI send (see RawSendMiddleware): Starlette's WebSocket.send re-checks its state
         # machine and its exception wrapper tracks each message, ~12% of the CPU when streaming token frames.
         self._raw_send = websocket.scope.get(RAW_SEND_KEY) or websocket.send
@@ -77,6 +81,17 @@ class Connection:
         self.release_slot()
         if self.writer is not None:
             self.writer.cancel()
+
+    def _overflowed(self) -> None:
+        """The peer read too slowly (its send buffer overflowed): counted, and its slot given back at once."""
+        self.telemetry.slow_consumer("ws")
+        self.release_slot()
+
+    def report_frames(self) -> None:
+        """Report the frames the fast path wrote since the last report."""
+        if self.direct_frames:
+            self.telemetry.frames_sent("ws", self.direct_frames)
+            self.direct_frames = 0
 
     def release_slot(self) -> None:
         """Give back the capacity slot (once): when the socket ends, or as soon as it overflows."""
@@ -97,7 +112,7 @@ class Connection:
             await self.ws.close(CLOSE_NOT_FOUND, "session_not_found")
             return
         self.owned = watched.ownership.readable
-        subscription.on_overflow = self.release_slot
+        subscription.on_overflow = self._overflowed
         self.replay_floor = subscription.replayed[0].seq if subscription.replayed else watched.last_seq + 1
         connected: dict[str, Any] = {
             "session_id": self.sid, "active_run_id": watched.active_run_id, "last_seq": watched.last_seq,
@@ -110,11 +125,13 @@ class Connection:
         writer = self.writer = asyncio.create_task(self._write(subscription), name=f"ws-writer:{self.sid}")
         reader = asyncio.create_task(self._read(subscription, writer), name=f"ws-reader:{self.sid}")
         self.watchdog.watch(self)
+        self.telemetry.connection_opened("ws")
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.watchdog.forget(self)
             await stop_tasks(reader, writer)
+            self.telemetry.connection_closed("ws")
 
     async def _refuse_unavailable(self, exc: DataAgentError) -> None:
         """The store or the broker cannot be reached: say so, and close with 1013 (try again later)."""
@@ -134,9 +151,10 @@ class Connection:
             if subscription.replayed and await self.is_ours():
                 for event in subscription.replayed:
                     await self._send(encode(event))
+                self.telemetry.frames_sent("ws", len(subscription.replayed))
             if self._protocol is not None:
                 subscription.direct = self._send_now
-            send = self._raw_send
+            send, report = self._raw_send, self.telemetry.frames_sent
             while True:
                 batch = await subscription.get_batch()
                 self.send_started = time.monotonic()  # the watchdog drops a batch blocked for send_timeout_s
@@ -147,6 +165,8 @@ class Connection:
                         item = encode(item)
                     await send({"type": "websocket.send", "text": item})
                 self.send_started = None
+                sent, self.direct_frames = len(batch) + self.direct_frames, 0  # counted once a batch
+                report("ws", sent)
         except SessionNotFoundError:  # deleted, expired, or not ours: PROTOCOL.md, close 4404
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
                 await self._send(error_frame(self.sid, "session_not_found", "Session not found", recoverable=False))
@@ -159,6 +179,7 @@ class Connection:
             return  # the socket is gone or closing: the reader sees the disconnect
         finally:
             subscription.direct = None
+            self.report_frames()
 
     async def _claim_ownership(self) -> None:
         """At each run's start (and at the first event of a session that did not exist at connect): the session
@@ -190,4 +211,5 @@ class Connection:
                 return
             if writer.done():
                 return
-            await handlers.handle(self, subscription, raw)
+            with self.tracing.span("dataagent.ws_message", {"session_id": self.sid}):  # a run it starts inherits it
+                await handlers.handle(self, subscription, raw)

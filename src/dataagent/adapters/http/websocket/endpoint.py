@@ -18,6 +18,7 @@ from dataagent.application.auth import ApiKeyAuthenticator
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
 from dataagent.application.idempotency import IdempotentChat
+from dataagent.application.telemetry import Telemetry, Tracing
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.errors import ForbiddenError, InvalidInputError
 from dataagent.domain.models import SESSION_ID_PATTERN
@@ -37,6 +38,8 @@ async def chat_socket(
     requests: Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])],
     settings: Annotated[SocketSettings, Depends(Provide["socket_settings"])],
     watchdog: Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])],
+    telemetry: Annotated[Telemetry, Depends(Provide["telemetry"])],
+    tracing: Annotated[Tracing, Depends(Provide["tracing"])],
 ) -> None:
     await websocket.accept()
     principal = authenticator.authenticate(presented_key(websocket.headers, websocket.query_params))
@@ -60,7 +63,7 @@ async def chat_socket(
         await websocket.close(CLOSE_TRY_AGAIN, "server at capacity, try again later")
         return
     connection = Connection(websocket, caller, session_id, chat, watch, capacity, settings, watchdog)
-    connection.requests = requests
+    connection.requests, connection.telemetry, connection.tracing = requests, telemetry, tracing
     try:
         await connection.serve()
     finally:

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - another server, or a uvicorn without i
     SANSIO = None
 
 RUN_STARTED = EventType.RUN_STARTED.value  # each run's first event: the writer checks the owner again there
+DONE = EventType.DONE.value  # each run's last event: the fast path's frames are reported there
 
 
 class Direct(Protocol):
@@ -27,6 +28,9 @@ class Direct(Protocol):
 
     _protocol: Any
     owned: bool
+    direct_frames: int
+
+    def report_frames(self) -> None: ...
 
 
 def protocol_of(raw_send: Callable[..., Any]) -> Any:
@@ -47,9 +51,11 @@ def send_now(self: Direct, item: Item) -> bool:
         if protocol is None or not protocol.writable.is_set() or protocol.disconnected or protocol.close_sent \
                 or not protocol.handshake_complete or protocol.initial_response is not None:
             return False
+        ending = False
         if not isinstance(item, str):
             if not self.owned or item.event_type == RUN_STARTED:
                 return False
+            ending = item.event_type == DONE
             item = encode(item)
         protocol.conn.send_text(item.encode())
     except Exception:  # noqa: BLE001 - the connection is closing (or the server changed): writer's turn
@@ -58,4 +64,7 @@ def send_now(self: Direct, item: Item) -> bool:
         protocol.transport.write(b"".join(protocol.conn.data_to_send()))
     except Exception:  # noqa: BLE001, S110
         pass
+    self.direct_frames += 1  # reported at the run's `done`, with the writer's next batch or at its end
+    if ending:
+        self.report_frames()
     return True
