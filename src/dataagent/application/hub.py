@@ -255,8 +255,6 @@ class EventHub:
         if self._after_orphan is not None:
             self._after_orphan(session_id)
 
-    # -- control and lifecycle ------------------------------------------------------------------------
-
     async def send_control(self, control: RunControl) -> None:
         await self._claims.send_control(control)  # to the process that owns the run
 

@@ -16,12 +16,12 @@ import anyio.lowlevel
 
 from dataagent.application import logcontext
 from dataagent.application.approvals import Approvals, LiveRun
-from dataagent.application.charts import tool_data
 from dataagent.application.hub import EventHub
 from dataagent.application.leases import LeaseKeeper
 from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
+from dataagent.application.run_outputs import RunOutputs
 from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing, traced
 from dataagent.application.transport import RunControl
 from dataagent.application.verified import ExampleFinder
@@ -32,16 +32,7 @@ from dataagent.domain.errors import (
     NoActiveRunError,
     RunInProgressError,
 )
-from dataagent.domain.events import (
-    AgentOutput,
-    EventType,
-    RunEvent,
-    TextDelta,
-    ToolCallRequested,
-    ToolCompleted,
-    UsageReported,
-    text_delta,
-)
+from dataagent.domain.events import EventType, RunEvent, TextDelta
 from dataagent.domain.models import ChatRun, Message, MessagePageQuery, Role, RunState, RunStatus
 
 log = logging.getLogger("dataagent.runs")
@@ -86,6 +77,7 @@ class RunManager:
         self._end = RunEnd(repository, broker, clock, ids, self._approvals, self._publish, self._runs, limits,
                            telemetry)
         self._leases = LeaseKeeper(broker, self._runs, limits)
+        self._outputs = RunOutputs(repository, clock, ids, self._publish)
         self._closing = False
         self._after_run: Callable[[str], None] | None = None
 
@@ -254,7 +246,7 @@ class RunManager:
                             delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
                             publish(sid, run_id, "text", delta)
                     else:
-                        await self._apply(live, output)
+                        await self._outputs.apply(live, output)
             except DataAgentError as exc:
                 error = exc
             except Exception as exc:
@@ -266,47 +258,6 @@ class RunManager:
             await self._end.finish(live, error)
         if self._after_run is not None:
             self._after_run(sid)
-
-    async def _apply(self, live: LiveRun, output: AgentOutput) -> None:
-        run = live.run
-        if isinstance(output, TextDelta):
-            if output.content:
-                run.text.append(output.content)
-                self._publish(run, EventType.TEXT, text_delta(output.content))
-        elif isinstance(output, ToolCallRequested):
-            run.tool_calls.append(
-                {"tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args}
-            )
-            self._publish(run, EventType.TOOL_CALL, {
-                "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "tool_args": output.tool_args,
-            })
-        elif isinstance(output, ToolCompleted):
-            await self._record_tool_result(live, output)
-        elif isinstance(output, UsageReported):
-            run.add_usage(output.usage)
-
-    async def _record_tool_result(self, live: LiveRun, output: ToolCompleted) -> None:
-        run = live.run
-        extra = tool_data(output)  # table and chart, as the event's `data` and the stored message's metadata
-        meta: dict[str, Any] = {
-            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name, "status": output.status, **extra,
-        }
-        if output.sql is not None:  # what a verified query is promoted from (application/verified.py)
-            meta["sql"] = output.sql
-        with anyio.CancelScope(shield=True):
-            await self._repo.append_message(Message(
-                self._ids.new_id("msg"), run.session_id, Role.TOOL, output.result, self._clock.now(),
-                run.run_id, output.status, meta,
-            ))
-        if live.cancel_reason is not None:
-            return
-        data: dict[str, Any] = {
-            "tool_call_id": output.tool_call_id, "tool_name": output.tool_name,
-            "result": output.result, "status": output.status,
-        }
-        if extra:
-            data["data"] = extra
-        self._publish(run, EventType.TOOL_RESULT, data)
 
     async def _load_history(self, session_id: str, before_message_id: str | None, limit: int) -> list[Message]:
         page = await self._repo.list_messages(

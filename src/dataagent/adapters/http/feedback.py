@@ -16,7 +16,7 @@ from dataagent.domain.feedback import MAX_COMMENT_CHARS, Feedback
 
 Service = Annotated[FeedbackService, Depends(Provide["feedback_service"])]
 router = APIRouter(tags=["feedback"], route_class=EdgeRoute, responses={
-    code: {"model": ErrorBody} for code in (401, 404, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 413, 422, 503)  # 403: X-User-ID without the scope
 })
 MAX_OFFSET = 2**31 - 1
 PATH = "/sessions/{session_id}/messages/{message_id}/feedback"
@@ -72,7 +72,7 @@ class FeedbackList(BaseModel):
     offset: int
 
 
-@router.get("/feedback", responses={403: {"model": ErrorBody}})
+@router.get("/feedback")
 @inject
 async def list_feedback(
     principal: Admin, service: Service, rating: Literal["up", "down"] | None = None,
