@@ -81,7 +81,8 @@ async def _scenario(answer_error: Exception, state_error: Exception | None, canc
     assert done["message_id"] is None and done["status"] == ("cancelled" if cancelled else "failed")
     assert await core.broker.active_run("s1") is None and core.runs.active_runs == 0
 
-    repo.failing = False  # the store is back: the session takes a new question at once
+    repo.failing = False  # the store is back: the session shows no run and takes a new question at once
+    assert (await core.sessions.get("alice", "s1")).active_run_id is None
     again = await core.chat.chat("alice", "again", "s1")
     assert again.status == "completed"
     history = (await core.sessions.messages("alice", "s1", MessagePageQuery(limit=100))).messages

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from dataagent.application.hub import EventHub
@@ -14,7 +15,7 @@ from dataagent.application.ports import Clock, SessionRepository
 from dataagent.application.runs import RunManager
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.callers import Caller, Who
-from dataagent.domain.errors import DataAgentError, NoActiveRunError
+from dataagent.domain.errors import BrokerUnavailableError, DataAgentError, NoActiveRunError
 from dataagent.domain.models import MessagePage, MessagePageQuery, Session
 
 log = logging.getLogger("dataagent.sessions")
@@ -39,8 +40,19 @@ class SessionService:
         return await self._repo.list_sessions(caller.principal, limit, offset, caller.end_user)
 
     async def get(self, principal: Who, session_id: str) -> Session:
-        """The caller's session to read; SessionNotFoundError if missing or someone else's (SessionWatch decides)."""
-        return await self._watch.visible(principal, session_id)
+        """The caller's session to read; SessionNotFoundError if missing or someone else's (SessionWatch decides).
+        Its active run is the one the hub has claimed: a run whose end the store could not record (an outage at
+        its end) is not shown as running (nor its approval as pending) once it has ended."""
+        session = await self._watch.visible(principal, session_id)
+        if session.active_run_id is None:
+            return session
+        try:
+            claimed = await self._broker.active_run(session_id)
+        except BrokerUnavailableError:
+            return session  # the store's word, then
+        if claimed == session.active_run_id:
+            return session
+        return replace(session, active_run_id=claimed, pending_interrupt=None)
 
     async def delete(self, principal: Who, session_id: str) -> None:
         """Cancel a running answer, then delete the session and its messages; its sockets and events go too."""
