@@ -24,9 +24,9 @@ def test_the_approval_card_shows_the_estimated_rows_and_the_full_scans(tab: Tab)
 
 def test_the_approval_card_says_when_the_estimate_is_unavailable(tab: Tab) -> None:
     tab.open()
-    tab.ask("sql: PRAGMA table_info(customers)")
+    tab.ask("sql: EXPLAIN SELECT * FROM customers")
     card = tab.page.locator(".approval").last
     expect(card.locator(".estimate.unavailable")).to_have_text(
-        "Estimate unavailable: no estimate for PRAGMA statements")
+        "Estimate unavailable: no estimate for EXPLAIN statements")
     card.locator("button.reject").click()
     expect(card.locator(".outcome")).to_have_text("Rejected")
