@@ -181,3 +181,20 @@ async def test_a_socket_that_never_reads_is_counted_as_a_slow_consumer_close() -
             await c.post("/api/v1/chat/s-slow/cancel")
         finally:
             sock.close()
+
+
+async def test_questions_refused_as_rate_limited_are_counted_by_transport() -> None:
+    async with live_server(make_settings(rate_limit="1/minute")) as srv, srv.client() as c:
+        assert (await ask(c, "the one question this minute", "s-rl"))["status"] == "completed"
+        assert (await c.post("/api/v1/chat", json={"message": "again", "session_id": "s-rl"})).status_code == 429
+        assert (await c.post("/api/v1/chat/stream", json={"message": "again", "session_id": "s-rl"})).status_code \
+            == 429
+        async with ws_connect(srv, "s-rl") as ws:
+            await ws.recv()
+            await ws.send("chat", message="again")
+            refused = await ws.recv()
+            assert refused["data"]["error_code"] == "rate_limited", refused
+        m = await scrape(c)
+        assert value(m, "dataagent_rate_limited_total", transport="rest") == 1
+        assert value(m, "dataagent_rate_limited_total", transport="sse") == 1
+        assert value(m, "dataagent_rate_limited_total", transport="ws") == 1

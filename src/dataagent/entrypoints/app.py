@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.ui:
         install_webui(app, settings.auth_disabled)
     app.include_router(ws_paths.router)  # after the chat socket: what it does not match closes with 4400
-    install_error_handlers(app)
+    install_error_handlers(app, container.telemetry())
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_frame_bytes)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dataagent.adapters.http.inputs import SafeJSONResponse
+from dataagent.application.telemetry import NO_TELEMETRY, Telemetry
 from dataagent.domain.errors import DataAgentError
 
 log = logging.getLogger("dataagent.http")
@@ -79,10 +80,16 @@ def rate_limit_headers(details: Mapping[str, Any] | None) -> dict[str, str]:
             "RateLimit-Remaining": str(d.get("remaining", 0)), "RateLimit-Reset": str(d.get("reset", 1))}
 
 
-async def _domain_error(request: Request, exc: Exception) -> SafeJSONResponse:
-    assert isinstance(exc, DataAgentError)
-    headers = rate_limit_headers(exc.details) if exc.code == "rate_limited" else None
-    return error_response(request, exc.code, exc.message, exc.details, extra_headers=headers)
+def _domain_error(telemetry: Telemetry) -> Callable[[Request, Exception], Awaitable[SafeJSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> SafeJSONResponse:
+        assert isinstance(exc, DataAgentError)
+        headers = None
+        if exc.code == "rate_limited":
+            headers = rate_limit_headers(exc.details)
+            telemetry.rate_limited("sse" if request.url.path.endswith("/chat/stream") else "rest")
+        return error_response(request, exc.code, exc.message, exc.details, extra_headers=headers)
+
+    return handle
 
 
 async def _validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
@@ -107,8 +114,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> SafeJSONRespons
     return error_response(request, "internal_error", "Internal server error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DataAgentError, _domain_error)
+def install_error_handlers(app: FastAPI, telemetry: Telemetry = NO_TELEMETRY) -> None:
+    app.add_exception_handler(DataAgentError, _domain_error(telemetry))
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -43,7 +43,10 @@ async def handle(conn: Connection, subscription: Subscription, raw: str) -> None
     try:
         await handler(conn, subscription, payload)
     except DataAgentError as exc:  # rate_limited says when to try again in its details, as REST's headers do
-        details = exc.details if exc.code == "rate_limited" else None
+        details = None
+        if exc.code == "rate_limited":
+            details = exc.details
+            conn.telemetry.rate_limited("ws")
         subscription.put_local(error_frame(conn.sid, exc.code, exc.message, details=details))
 
 
