@@ -66,7 +66,9 @@ async def test_the_openapi_document_declares_the_api_key_on_every_protected_rout
         operations = {(m, p): op for p, item in document["paths"].items() for m, op in item.items()}
         assert "security" not in operations[("get", "/api/v1/health")]
         protected = {k: op for k, op in operations.items() if k[1] != "/api/v1/health"}
-        assert len(protected) == 11  # chat, stream, cancel, hitl, 4 session routes, session stream, schema, audit
+        # chat, stream, cancel, hitl, 4 session routes, session stream, schema, audit, feedback (3), verified
+        # queries (5), metrics
+        assert len(protected) == 20
         # an EventSource cannot set headers: the session stream also takes the key as `?api_key=`
         stream = protected.pop(("get", "/api/v1/sessions/{session_id}/stream"))
         assert stream["security"] == PROTECTED_SCHEMES + [{"APIKeyQuery": []}]
@@ -86,4 +88,6 @@ async def test_auth_behaves_as_before_with_either_scheme() -> None:
         assert (await client.get("/api/v1/sessions", headers={"X-API-Key": "wrong"})).status_code == 401
         assert (await client.get("/api/v1/sessions", headers={"X-API-Key": KEY_A})).status_code == 200
         assert (await client.get("/api/v1/sessions", headers={"Authorization": f"Bearer {KEY_A}"})).status_code == 200
+        # a key in a URL ends up in histories and proxies' logs: only the EventSource's session stream takes it
+        assert (await client.get("/api/v1/sessions", params={"api_key": KEY_A})).status_code == 401
         assert (await client.get("/api/v1/health")).status_code == 200

@@ -100,13 +100,24 @@ async def require_caller(
 
 
 @inject
+async def require_caller_naming_user_in_query(
+    principal: Annotated[str, Depends(require_principal)],
+    authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
+    user: UserHeader = None,
+    user_query: UserQuery = None,
+) -> Caller:
+    """Like `require_caller`, with `?user_id=` too (GET /sessions); the key only in a header."""
+    return caller_for(authenticator, principal, named_end_user(user, user_query))
+
+
+@inject
 async def require_caller_or_query(
     principal: Annotated[str, Depends(require_principal_or_query_key)],
     authenticator: Annotated[ApiKeyAuthenticator, Depends(Provide["authenticator"])],
     user: UserHeader = None,
     user_query: UserQuery = None,
 ) -> Caller:
-    """Like `require_caller`, with `?api_key=` and `?user_id=` too (GET /sessions/{id}/stream, GET /sessions)."""
+    """Like `require_caller`, with `?api_key=` and `?user_id=` too (GET /sessions/{id}/stream: an EventSource)."""
     return caller_for(authenticator, principal, named_end_user(user, user_query))
 
 

@@ -6,7 +6,12 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Header
 
-from dataagent.adapters.http.auth import require_caller, require_caller_or_query, require_scope
+from dataagent.adapters.http.auth import (
+    require_caller,
+    require_caller_naming_user_in_query,
+    require_caller_or_query,
+    require_scope,
+)
 from dataagent.application.auth import ADMIN
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService
@@ -18,6 +23,7 @@ from dataagent.domain.callers import Caller
 
 Principal = Annotated[Caller, Depends(require_caller)]  # the key's principal, and the end user it names
 QueryPrincipal = Annotated[Caller, Depends(require_caller_or_query)]  # also `?api_key=` and `?user_id=`
+UserQueryPrincipal = Annotated[Caller, Depends(require_caller_naming_user_in_query)]  # also `?user_id=`
 Admin = Annotated[str, Depends(require_scope(ADMIN))]  # a principal whose key holds `admin`; else 403 forbidden
 Chat = Annotated[ChatService, Depends(Provide["chat_service"])]
 Requests = Annotated[IdempotentChat, Depends(Provide["idempotent_chat"])]  # ChatService with Idempotency-Key

@@ -6,7 +6,7 @@ from typing import Annotated
 from dependency_injector.wiring import inject
 from fastapi import APIRouter, Query, Response
 
-from dataagent.adapters.http.deps import Principal, QueryPrincipal, Sessions
+from dataagent.adapters.http.deps import Principal, Sessions, UserQueryPrincipal
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, MessageList, MessageOut, SessionInfo, SessionList
 from dataagent.domain.models import MessagePageQuery
@@ -20,7 +20,7 @@ MAX_OFFSET = 2**31 - 1  # both stores take it; beyond, MySQL's LIMIT overflows
 @router.get("/sessions")
 @inject
 async def list_sessions(
-    principal: QueryPrincipal,
+    principal: UserQueryPrincipal,
     service: Sessions,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
