@@ -4,6 +4,8 @@ and the store writes, with the session, run and request ids as attributes."""
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from dataagent.adapters.agents.demo import DemoEngine
+from dataagent.adapters.memory.repositories import InMemorySessionRepository
+from dataagent.adapters.memory.transport import in_memory_hub
 from dataagent.adapters.observability.tracing import OtelTracing, tracing_from_environment
-from dataagent.application.telemetry import NO_TRACING, NoTracing, traced
+from dataagent.adapters.system import SystemClock, UuidIdGenerator
+from dataagent.application.chat import ChatService
+from dataagent.application.runs import RunManager
+from dataagent.application.telemetry import Attributes, NoTracing, Tracing
 from tests.integration.test_cli import child_env, running
 from tests.support import KEY_A, cli_command, free_port, live_server, make_settings, wait_healthy
 
@@ -106,10 +114,24 @@ def test_tracing_follows_the_otel_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(tracing_from_environment(), NoTracing)
 
 
-def test_nothing_wraps_a_run_when_nothing_traces() -> None:
-    async def work() -> None:
-        return None
+class CountingTracing(Tracing):
+    """Opens no span; counts the spans asked for."""
 
-    coroutine = work()
-    assert traced(NO_TRACING, "dataagent.run", {}, coroutine) is coroutine  # the run task is the drive itself
-    coroutine.close()
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def span(self, name: str, attributes: Attributes, current: bool = True) -> AbstractContextManager[object]:
+        self.names.append(name)
+        return contextlib.nullcontext()
+
+
+async def test_a_run_asks_for_one_span_whatever_its_length_and_its_task_is_the_drive_itself() -> None:
+    tracing = CountingTracing()
+    repo, broker, clock, ids = InMemorySessionRepository(), in_memory_hub(), SystemClock(), UuidIdGenerator()
+    runs = RunManager(repo, broker, DemoEngine(chunks=500, delay_ms=0), clock, ids, tracing=tracing)
+    chat = ChatService(repo, broker, runs, clock, ids)
+    run = await chat.start("alice", "hello", "s1")
+    task = runs._runs[run.run_id].task  # noqa: SLF001 - the task a run is
+    assert task is not None and task.get_coro().__qualname__ == "RunManager._drive"  # no wrapper per step
+    await runs.wait_finished(run.run_id)
+    assert tracing.names == ["dataagent.run"]  # 500 chunks, one span: nothing per token

@@ -22,7 +22,7 @@ from dataagent.application.limits import Limits, who_of
 from dataagent.application.ports import AgentEngine, Clock, IdGenerator, RunContext, SessionRepository
 from dataagent.application.run_end import RunEnd
 from dataagent.application.run_outputs import RunOutputs
-from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing, traced
+from dataagent.application.telemetry import NO_TELEMETRY, NO_TRACING, Telemetry, Tracing
 from dataagent.application.transport import RunControl
 from dataagent.application.verified import ExampleFinder
 from dataagent.domain.errors import (
@@ -147,8 +147,8 @@ class RunManager:
             end_user=end_user,
         )
         logcontext.bind(session_id=sid)
-        drive = traced(self._tracing, "dataagent.run", {"session_id": sid, "run_id": run_id}, self._drive(live, ctx))
-        live.task = asyncio.create_task(drive, name=f"run:{run_id}")  # the caller's trace context goes with it
+        live.task = asyncio.create_task(self._drive(live, ctx), name=f"run:{run_id}")  # the caller's trace context
+
         self._leases.ensure()
         return run
 
@@ -225,37 +225,41 @@ class RunManager:
     # -- the run task -------------------------------------------------------------------------
 
     async def _drive(self, live: LiveRun, ctx: RunContext) -> None:
-        error: DataAgentError | None = None
-        agen = self._engine.stream(ctx)
         run = live.run
-        publish, keep_text, sid, run_id = self._broker.publish, run.text.append, run.session_id, run.run_id
+        sid, run_id = run.session_id, run.run_id
         logcontext.bind(session_id=sid, run_id=run_id)  # the principal: the caller's, inherited
-        first = True  # the time to the first token is reported once, on a local flag (no call per token)
-        with live.scope:
-            try:
-                async for output in agen:
-                    if live.cancel_reason is not None:
-                        break
-                    if type(output) is TextDelta:  # the hot path: no await, no dispatch
-                        content = output.content
-                        if content:
-                            if first:
-                                first = False
-                                self._telemetry.first_token(time.monotonic() - live.started_at)
-                            keep_text(content)
-                            delta = {"content": content, "is_final": False}  # text_delta(), inlined: per token
-                            publish(sid, run_id, "text", delta)
-                    else:
-                        await self._outputs.apply(live, output)
-            except DataAgentError as exc:
-                error = exc
-            except Exception as exc:
-                log.exception("run %s: engine failed", live.run.run_id)
-                error = AgentFailedError(f"The agent failed ({type(exc).__name__})")
-        with anyio.move_on_after(FINAL_WRITE_TIMEOUT_S, shield=True):
-            with contextlib.suppress(Exception):
-                await agen.aclose()
-            await self._end.finish(live, error)
+        # the run's span is opened here, not by a coroutine around this one: that would be one more frame to
+        # pass through at every step of the run (a nullcontext when nothing traces)
+        with self._tracing.span("dataagent.run", {"session_id": sid, "run_id": run_id}):
+            error: DataAgentError | None = None
+            agen = self._engine.stream(ctx)
+            publish, keep_text = self._broker.publish, run.text.append
+            first = True  # the time to the first token is reported once, on a local flag (no call per token)
+            with live.scope:
+                try:
+                    async for output in agen:
+                        if live.cancel_reason is not None:
+                            break
+                        if type(output) is TextDelta:  # the hot path: no await, no dispatch
+                            content = output.content
+                            if content:
+                                if first:
+                                    first = False
+                                    self._telemetry.first_token(time.monotonic() - live.started_at)
+                                keep_text(content)
+                                delta = {"content": content, "is_final": False}  # text_delta(), inlined
+                                publish(sid, run_id, "text", delta)
+                        else:
+                            await self._outputs.apply(live, output)
+                except DataAgentError as exc:
+                    error = exc
+                except Exception as exc:
+                    log.exception("run %s: engine failed", live.run.run_id)
+                    error = AgentFailedError(f"The agent failed ({type(exc).__name__})")
+            with anyio.move_on_after(FINAL_WRITE_TIMEOUT_S, shield=True):
+                with contextlib.suppress(Exception):
+                    await agen.aclose()
+                await self._end.finish(live, error)
         if self._after_run is not None:
             self._after_run(sid)
 

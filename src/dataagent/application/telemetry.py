@@ -8,9 +8,9 @@ the first token once per run. Labels are bounded sets (a status, a reason code, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
 Attributes = Mapping[str, str | int | float | bool]
 
@@ -151,16 +151,3 @@ class NoTracing(Tracing):
 
 
 NO_TRACING: Tracing = NoTracing()
-
-
-def traced(tracing: Tracing, name: str, attributes: Attributes, work: Coroutine[Any, Any, None]
-           ) -> Coroutine[Any, Any, None]:
-    """`work` inside a span; `work` itself (no extra coroutine layer, nothing per step) when nothing traces."""
-    if isinstance(tracing, NoTracing):
-        return work
-    return _in_span(tracing, name, attributes, work)
-
-
-async def _in_span(tracing: Tracing, name: str, attributes: Attributes, work: Coroutine[Any, Any, None]) -> None:
-    with tracing.span(name, attributes):
-        await work
