@@ -37,6 +37,7 @@ REDIS_ENV = {**MYSQL_ENV, "DATAAGENT_BROKER": "redis", "DATAAGENT_REDIS_URL": BE
 # target -> (server kind, extra environment, CPUs of the server)
 TARGETS: dict[str, tuple[str, dict[str, str], str]] = {
     "ours": ("ours", {}, "0"),
+    "ours-nometrics": ("ours", {"DATAAGENT_METRICS": "false"}, "0"),  # the cost of metrics (on by default)
     "bare": ("bare", {}, "0"),
     "ours-mysql": ("ours", MYSQL_ENV, "0"),
     "ours-1w": ("ours", {**REDIS_ENV, "DATAAGENT_WORKERS": "1"}, "0,1"),
