@@ -116,6 +116,35 @@ class Results:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
+Outcome = tuple[float, float | None, str, list[str]]  # (sent time, first chunk time, status, texts)
+
+
+@dataclass
+class Answer:
+    """One answer's frames as they arrive, over any transport: the first chunk's time, the texts, the status."""
+
+    results: Results
+    sent: float = field(default_factory=now)
+    first: float | None = None
+    texts: list[str] = field(default_factory=list)
+
+    def take(self, frame: dict[str, Any]) -> str | None:
+        """Note one frame; the status if it is the `done`."""
+        kind = frame["event_type"]
+        if kind == "text":
+            if self.first is None:
+                self.first = now()
+            self.texts.append(frame["data"]["content"])
+        elif kind == "done":
+            return str(frame["data"]["status"])
+        elif kind == "error" and not frame["data"].get("recoverable", True):
+            self.results.error("event:error")
+        return None
+
+    def outcome(self, status: str) -> Outcome:
+        return self.sent, self.first, status, self.texts
+
+
 class User:
     def __init__(self, args: argparse.Namespace, results: Results, index: int) -> None:
         self.args = args
@@ -131,51 +160,30 @@ class User:
             max_size=None, ping_interval=None, open_timeout=60, max_queue=None,
         )
 
-    async def ask(self, ws: Any, question: str) -> tuple[float, float | None, str, list[str]]:
+    async def ask(self, ws: Any, question: str) -> Outcome:
         """Send one question; read to `done`. Returns (sent time, first chunk time, status, texts)."""
-        sent = now()
+        answer = Answer(self.results)
         await ws.send(orjson.dumps({"type": "chat", "payload": {"message": question}}).decode())
-        first: float | None = None
-        texts: list[str] = []
         while True:
             frame = orjson.loads(await ws.recv())
-            kind = frame["event_type"]
-            if kind == "text":
-                if first is None:
-                    first = now()
-                texts.append(frame["data"]["content"])
-            elif kind == "done":
-                return sent, first, frame["data"]["status"], texts
-            elif kind == "error" and "seq" not in frame:  # the server refused the question: no run, no `done`
-                return sent, first, f"refused:{frame['data'].get('error_code')}", texts
-            elif kind == "error" and not frame["data"].get("recoverable", True):
-                self.results.error("event:error")
+            if frame["event_type"] == "error" and "seq" not in frame:  # refused: no run, no `done`
+                return answer.outcome(f"refused:{frame['data'].get('error_code')}")
+            if (status := answer.take(frame)) is not None:
+                return answer.outcome(status)
 
-    async def ask_sse(self, http: httpx.AsyncClient, question: str) -> tuple[float, float | None, str, list[str]]:
+    async def ask_sse(self, http: httpx.AsyncClient, question: str) -> Outcome:
         """POST the question to /chat/stream; read its `data:` lines to `done`. Returns as `ask` does."""
-        sent = now()
-        first: float | None = None
-        texts: list[str] = []
+        answer = Answer(self.results)
         body = {"message": question, "session_id": self.session_id}
         async with http.stream("POST", "/api/v1/chat/stream", json=body) as response:
             if response.status_code != 200:
-                return sent, first, f"refused:{response.status_code}", texts
+                return answer.outcome(f"refused:{response.status_code}")
             async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                frame = orjson.loads(line[6:])
-                kind = frame["event_type"]
-                if kind == "text":
-                    if first is None:
-                        first = now()
-                    texts.append(frame["data"]["content"])
-                elif kind == "done":
-                    return sent, first, frame["data"]["status"], texts
-                elif kind == "error" and not frame["data"].get("recoverable", True):
-                    self.results.error("event:error")
-        return sent, first, "cut", texts
+                if line.startswith("data: ") and (status := answer.take(orjson.loads(line[6:]))) is not None:
+                    return answer.outcome(status)
+        return answer.outcome("cut")
 
-    async def ask_sse_raw(self, conn: list[Any], question: str) -> tuple[float, float | None, str, list[str]]:
+    async def ask_sse_raw(self, conn: list[Any], question: str) -> Outcome:
         """As `ask_sse`, over one kept-alive plain socket per user, parsing the chunked `text/event-stream` by
         hand: httpx's line reader cost the load generator three times what `websockets` does, so the SSE row
         measured the client rather than the server."""
@@ -183,9 +191,7 @@ class User:
             url = httpx.URL(self.args.url)
             conn.extend(await asyncio.open_connection(url.host, url.port or 80, limit=2**20))
         reader, writer = conn
-        sent = now()
-        first: float | None = None
-        texts: list[str] = []
+        answer = Answer(self.results)
         body = orjson.dumps({"message": question, "session_id": self.session_id})
         key = f"X-API-Key: {self.args.api_key}\r\n" if self.args.api_key else ""
         writer.write(f"POST /api/v1/chat/stream HTTP/1.1\r\nHost: bench\r\n{key}Content-Type: application/json\r\n"
@@ -195,32 +201,21 @@ class User:
         if status_code != 200 or b"chunked" not in head.lower():
             conn.clear()
             writer.close()
-            return sent, first, f"refused:{status_code}", texts
+            return answer.outcome(f"refused:{status_code}")
         pending, status = b"", "cut"
         while True:
             size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
             chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                return sent, first, status, texts
+            if size == 0:  # the stream's end, read after its `done`: the socket is reused
+                return answer.outcome(status)
             pending += chunk[:-2]
             *events, pending = pending.split(b"\n\n")
-            for event in events:
-                for line in event.split(b"\n"):
-                    if not line.startswith(b"data: "):
-                        continue
-                    frame = orjson.loads(line[6:])
-                    kind = frame["event_type"]
-                    if kind == "text":
-                        if first is None:
-                            first = now()
-                        texts.append(frame["data"]["content"])
-                    elif kind == "done":
-                        status = frame["data"]["status"]  # read on to the last chunk: the socket is reused
-                    elif kind == "error" and not frame["data"].get("recoverable", True):
-                        self.results.error("event:error")
+            for line in (line for event in events for line in event.split(b"\n")):
+                if line.startswith(b"data: "):
+                    status = answer.take(orjson.loads(line[6:])) or status
 
     @asynccontextmanager
-    async def asker(self) -> AsyncIterator[Callable[[str], Awaitable[tuple[float, float | None, str, list[str]]]]]:
+    async def asker(self) -> AsyncIterator[Callable[[str], Awaitable[Outcome]]]:
         """One user's channel for its questions: a WebSocket, or an HTTP client for SSE."""
         if self.args.transport == "sse" and self.args.url.startswith("http://"):
             conn: list[Any] = []
