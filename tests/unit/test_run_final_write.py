@@ -83,6 +83,7 @@ async def _scenario(answer_error: Exception, state_error: Exception | None, canc
 
     repo.failing = False  # the store is back: the session shows no run and takes a new question at once
     assert (await core.sessions.get("alice", "s1")).active_run_id is None
+    assert [s.active_run_id for s in (await core.sessions.list_sessions("alice", 10, 0))[0]] == [None]
     again = await core.chat.chat("alice", "again", "s1")
     assert again.status == "completed"
     history = (await core.sessions.messages("alice", "s1", MessagePageQuery(limit=100))).messages

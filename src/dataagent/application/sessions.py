@@ -35,19 +35,24 @@ class SessionService:
         self._watch = watch or SessionWatch(repository, broker)
 
     async def list_sessions(self, principal: Who, limit: int, offset: int) -> tuple[list[Session], int]:
-        """The end user's sessions; for the key itself all of its sessions, its end users' too."""
+        """The end user's sessions; for the key itself all of its sessions, its end users' too (their active runs
+        as `get` shows them)."""
         caller = Caller.of(principal)
-        return await self._repo.list_sessions(caller.principal, limit, offset, caller.end_user)
+        sessions, total = await self._repo.list_sessions(caller.principal, limit, offset, caller.end_user)
+        return [await self._with_claimed_run(s) for s in sessions], total
 
     async def get(self, principal: Who, session_id: str) -> Session:
-        """The caller's session to read; SessionNotFoundError if missing or someone else's (SessionWatch decides).
-        Its active run is the one the hub has claimed: a run whose end the store could not record (an outage at
-        its end) is not shown as running (nor its approval as pending) once it has ended."""
-        session = await self._watch.visible(principal, session_id)
+        """The caller's session to read; SessionNotFoundError if missing or someone else's (SessionWatch decides)."""
+        return await self._with_claimed_run(await self._watch.visible(principal, session_id))
+
+    async def _with_claimed_run(self, session: Session) -> Session:
+        """The session with the run the hub has claimed as its active one: a run whose end the store could not
+        record (an outage at its end) is not shown as running (nor its approval as pending) once it has ended.
+        Asks the hub only of a session the store says is running."""
         if session.active_run_id is None:
             return session
         try:
-            claimed = await self._broker.active_run(session_id)
+            claimed = await self._broker.active_run(session.session_id)
         except BrokerUnavailableError:
             return session  # the store's word, then
         if claimed == session.active_run_id:
