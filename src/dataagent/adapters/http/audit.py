@@ -5,12 +5,13 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from dataagent.adapters.http.auth import require_scope
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute, dumps
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.audit import AuditService

@@ -6,10 +6,11 @@ session stream, GET /sessions and the WebSocket also `?user_id=`)."""
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from dataagent.adapters.http.injection import Provide
 from dataagent.application import logcontext
 from dataagent.application.auth import END_USERS, ApiKeyAuthenticator
 from dataagent.domain.callers import END_USER_RULE, Caller, validate_end_user

@@ -3,11 +3,12 @@
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from dataagent.adapters.http.deps import Principal
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.catalog import SchemaCatalog, SchemaInfo

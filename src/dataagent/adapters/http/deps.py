@@ -3,7 +3,7 @@ name."""
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import Depends, Header
 
 from dataagent.adapters.http.auth import (
@@ -12,6 +12,7 @@ from dataagent.adapters.http.auth import (
     require_caller_or_query,
     require_scope,
 )
+from dataagent.adapters.http.injection import Provide
 from dataagent.application.auth import ADMIN
 from dataagent.application.capacity import Capacity
 from dataagent.application.chat import ChatService

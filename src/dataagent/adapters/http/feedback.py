@@ -4,11 +4,12 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataagent.adapters.http.deps import Admin, OwnedSessionId, Principal
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.feedback import FeedbackService

@@ -3,11 +3,12 @@ DATAAGENT_METRICS_PUBLIC=true; not routed at all with DATAAGENT_METRICS=false (4
 
 from typing import Annotated, Protocol
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import Response
 
 from dataagent.adapters.http.auth import require_principal
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.schemas import ErrorBody
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from dataagent.adapters.http.deps import IdempotencyKey, Principal, QueryPrincipal, Requests, Slots
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
 from dataagent.adapters.http.websocket.frames import encode, error_frame, local_frame

@@ -4,11 +4,12 @@
 from datetime import datetime
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dataagent.adapters.http.deps import Admin
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody
 from dataagent.application.verified import VerifiedQueryService

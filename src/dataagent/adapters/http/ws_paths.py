@@ -6,11 +6,12 @@ Include it after the chat socket's router, so that it only sees what that route 
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, WebSocket
 
 from dataagent.adapters.http.auth import presented_key
 from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_UNAUTHORIZED
+from dataagent.adapters.http.injection import Provide
 from dataagent.application.auth import ApiKeyAuthenticator
 
 router = APIRouter()

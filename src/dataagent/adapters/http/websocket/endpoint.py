@@ -6,11 +6,12 @@ A run belongs to the run manager, not to the socket (see connection.py for the s
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, WebSocket
 
 from dataagent.adapters.http.auth import caller_for, named_end_user, presented_key
 from dataagent.adapters.http.codes import CLOSE_BAD_SESSION, CLOSE_FORBIDDEN, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
+from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.websocket.connection import Connection, SocketSettings
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application import logcontext
