@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from dataagent import __version__
 from dataagent.adapters.http import (
@@ -34,8 +35,8 @@ from dataagent.adapters.http import (
 )
 from dataagent.adapters.http.errors import install_error_handlers
 from dataagent.adapters.http.middleware import (
+    RAW_SEND_KEY,
     BodySizeLimitMiddleware,
-    RawSendMiddleware,
     RequestIdMiddleware,
     TracingMiddleware,
 )
@@ -63,6 +64,20 @@ def ensure_api_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_keys": [f"{GENERATED_PRINCIPAL}:{key}"]})
 
 
+class App(FastAPI):
+    """FastAPI, keeping the server's own `send` in the scope (RAW_SEND_KEY) for the streaming hot paths.
+
+    Taken here, outside all middleware (Starlette's error middleware included): a WebSocket sends its frames
+    through it after the handshake, past Starlette's per-message state checks and exception wrapper; an event
+    stream its chunks after the head (the middleware only reads a response's head and whether it started).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            scope[RAW_SEND_KEY] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app from `settings` (the environment if None); tests pass their own."""
     settings = ensure_api_key(settings or load_settings())
@@ -74,7 +89,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.auth_disabled:
         log.warning("DATAAGENT_AUTH_DISABLED=true: every route is open and every caller is 'anonymous'")
 
-    app = FastAPI(
+    app = App(
         title="DataAgent Server", version=__version__, lifespan=_lifespan,
         description="REST and WebSocket API of the DataAgent data-analysis agent (see PROTOCOL.md).",
         docs_url=None, redoc_url=None,  # served offline by install_docs
@@ -108,7 +123,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if not isinstance(tracing, NoTracing):  # no middleware at all when nothing traces
         app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(RawSendMiddleware, key=websocket.RAW_SEND_KEY)  # outermost
     return app
 
 

@@ -8,7 +8,7 @@ from dependency_injector import containers, providers
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dataagent.adapters.http.sse import StreamSettings
+from dataagent.adapters.http.event_stream import StreamSettings
 from dataagent.adapters.http.websocket import SendWatchdog, SocketSettings
 from dataagent.adapters.memory.audit import InMemoryAuditLog
 from dataagent.adapters.memory.feedback import InMemoryFeedbackStore, InMemoryVerifiedQueryStore

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dataagent.application import logcontext
 from dataagent.application.telemetry import Tracing
 
+RAW_SEND_KEY = "dataagent.raw_send"  # the scope key of the server's own `send` (entrypoints/app.py, App)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -130,20 +131,3 @@ class _BodyTooLargeError(HTTPException):
 
     def __init__(self) -> None:
         super().__init__(413, "The request body is too large")
-
-
-class RawSendMiddleware:
-    """Keeps the server's own `send` of a WebSocket in its scope, for the streaming hot path.
-
-    It must be the outermost middleware; the WebSocket handler sends its frames through it after the
-    handshake, past Starlette's per-message state checks and exception wrapper.
-    """
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app = app
-        self.key = key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            scope[self.key] = send
-        await self.app(scope, receive, send)

@@ -1,39 +1,36 @@
 """Server-sent events: POST /chat/stream and GET /sessions/{session_id}/stream (PROTOCOL.md, Server-sent events).
 
-An event stream is one more subscriber of the session's events: `id: <seq>`, `event: <event_type>` and `data:`
-the WebSocket frame, encoded by the same function. A stream ends after the `done` it follows; a client that goes
-away only closes its subscription, never the run (runs belong to the run manager).
+An event stream (event_stream.py) is one more subscriber of the session's events: `id: <seq>`, `event:
+<event_type>` and `data:` the WebSocket frame, encoded by the same function. A stream ends after the `done` it
+follows; a client that goes away only closes its subscription, never the run (runs belong to the run manager).
 """
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
 from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Header, Query
-from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
 
 from dataagent.adapters.http.deps import IdempotencyKey, Principal, QueryPrincipal, Requests, Slots
+from dataagent.adapters.http.event_stream import (
+    MEDIA_TYPE,
+    EventStream,
+    EventStreamResponse,
+    StreamSettings,
+    sse_local,
+)
 from dataagent.adapters.http.injection import Provide
 from dataagent.adapters.http.inputs import EdgeRoute
 from dataagent.adapters.http.schemas import ErrorBody, StreamRequest
-from dataagent.adapters.http.websocket.frames import encode, error_frame, local_frame
+from dataagent.adapters.http.websocket.frames import local_frame
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 from dataagent.application.capacity import Capacity
-from dataagent.application.streams import Item, SlowConsumerError, Subscription, SubscriptionClosedError
+from dataagent.application.streams import Subscription
 from dataagent.application.telemetry import Telemetry
 from dataagent.application.watch import SessionWatch
 from dataagent.domain.errors import CapacityExceededError, InvalidInputError, SessionNotFoundError
-from dataagent.domain.events import EventType, RunEvent
 
-MEDIA_TYPE = "text/event-stream"
-KEEPALIVE = ": keep-alive\n\n"
 MAX_SEQ = 2**63 - 1
-_DONE, _RUN_STARTED = EventType.DONE.value, EventType.RUN_STARTED.value
 _STREAM_DOC = {
     "description": "Server-sent events until the run's `done`: `id: <seq>`, `event: <event_type>`, `data: <the "
                    "WebSocket frame as JSON>`, and a `: keep-alive` comment every DATAAGENT_SSE_KEEPALIVE seconds.",
@@ -51,159 +48,9 @@ router = APIRouter(tags=["streaming"], route_class=EdgeRoute, responses={
     code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 503)
 })
 
-
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
-    keepalive_s: float = 15.0
-    send_buffer: int = 1000  # events a stream may hold unsent; past it the client is dropped (slow_consumer)
-    send_timeout_s: float = 40.0  # a send blocked this long (the peer reads nothing): the connection is closed
-
-
 Streams = Annotated[StreamSettings, Depends(Provide["stream_settings"])]
 Watchdog = Annotated[SendWatchdog, Depends(Provide["socket_watchdog"])]
 Metrics = Annotated[Telemetry, Depends(Provide["telemetry"])]
-
-
-def sse_event(event: RunEvent) -> str:
-    """One session event as an SSE event; `data` is the WebSocket frame, encoded once for every watcher."""
-    return f"id: {event.seq}\nevent: {event.event_type}\ndata: {encode(event)}\n\n"
-
-
-def sse_local(event_type: str, frame: str) -> str:
-    """An event for this stream alone (connected, an error): no `id`, so it never moves Last-Event-ID."""
-    return f"event: {event_type}\ndata: {frame}\n\n"
-
-
-class EventStreamResponse(StreamingResponse):
-    """The response of one `_Stream`: its sends are watched, and the stream is closed however the response ends
-    (also if it never started)."""
-
-    media_type = None  # set per response; None keeps FastAPI from documenting a schema beside the itemSchema
-
-    def __init__(self, stream: "_Stream", content: AsyncIterator[str], headers: dict[str, str]) -> None:
-        super().__init__(content, media_type=MEDIA_TYPE, headers={
-            "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
-        })
-        self._stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stream = self._stream
-
-        async def watched_send(message: Message) -> None:
-            stream.send_started = time.monotonic()
-            try:
-                await send(message)
-            finally:
-                stream.send_started = None
-
-        stream.task = asyncio.current_task()
-        stream.watchdog.watch(stream)
-        try:
-            await super().__call__(scope, receive, watched_send)
-        except asyncio.CancelledError:
-            if not stream.dropped or stream.task is None:
-                raise
-            stream.task.uncancel()  # ours (`drop`): the server closes a connection left without its end
-        finally:
-            stream.watchdog.forget(stream)
-            stream.close()
-
-
-class _Stream:
-    """One client's stream: its subscription, capacity slot, keep-alive timer and send watch, released once.
-    The WebSocket's send watchdog closes it when a send stays blocked for `send_timeout_s`."""
-
-    def __init__(
-        self, sid: str, subscription: Subscription, capacity: Capacity, settings: StreamSettings,
-        watchdog: SendWatchdog, telemetry: Telemetry,
-    ) -> None:
-        self.sid = sid
-        self.telemetry = telemetry
-        telemetry.connection_opened("sse")
-        self.subscription = subscription
-        self.settings = settings
-        self.watchdog = watchdog
-        self.send_started: float | None = None
-        self.task: asyncio.Task[Any] | None = None
-        self.dropped = False
-        self._capacity = capacity
-        self._open = self._holds_slot = True
-        subscription.on_overflow = self._overflowed  # a client that stopped reading frees its slot at once
-        loop = asyncio.get_running_loop()
-
-        def tick() -> None:
-            subscription.put_local(KEEPALIVE)
-            self._timer = loop.call_later(settings.keepalive_s, tick)
-
-        self._timer = loop.call_later(settings.keepalive_s, tick)
-
-    def response(self, content: AsyncIterator[str]) -> EventStreamResponse:
-        return EventStreamResponse(self, content, {"X-Session-ID": self.sid})
-
-    def drop(self) -> None:
-        """The peer has read nothing for `send_timeout_s`: end the response (the server closes the connection)."""
-        self.dropped = True
-        self.close()
-        if self.task is not None:
-            self.task.cancel()
-
-    def _overflowed(self) -> None:
-        self.telemetry.slow_consumer("sse")
-        self._release_slot()
-
-    def _release_slot(self) -> None:
-        if self._holds_slot:
-            self._holds_slot = False
-            self._capacity.release()
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self.telemetry.connection_closed("sse")
-            self._timer.cancel()
-            self.subscription.close()
-            self._release_slot()
-
-    async def events(
-        self, head: list[str], run_id: str | None = None, on_run_start: Callable[[], Any] | None = None,
-    ) -> AsyncIterator[str]:
-        """`head`, then the subscription's events (only `run_id`'s if given) up to and including a `done`.
-        `on_run_start` is awaited at each `run_started`, before it is sent (it may raise SessionNotFoundError)."""
-        try:
-            if head:
-                yield "".join(head)
-            batch: list[Item] = list(self.subscription.replayed)
-            while True:
-                out: list[str] = []
-                sent = 0  # events (not keep-alives) this batch, reported once per batch
-                for item in batch:
-                    if isinstance(item, str):
-                        out.append(item)
-                        continue
-                    if run_id is not None and item.run_id != run_id:
-                        continue
-                    if on_run_start is not None and item.event_type == _RUN_STARTED:
-                        if out:  # what came before is sent whatever the check says
-                            yield "".join(out)
-                            out = []
-                        await on_run_start()
-                    out.append(sse_event(item))
-                    sent += 1
-                    if item.event_type == _DONE:
-                        yield "".join(out)
-                        self.telemetry.frames_sent("sse", sent)
-                        return
-                if out:
-                    yield "".join(out)
-                if sent:
-                    self.telemetry.frames_sent("sse", sent)
-                batch = await self.subscription.get_batch()
-        except (SlowConsumerError, SessionNotFoundError) as exc:
-            yield sse_local("error", error_frame(self.sid, exc.code, exc.message, recoverable=False))
-        except SubscriptionClosedError:
-            return
-        finally:
-            self.close()
 
 
 def _take_slot(capacity: Capacity) -> None:
@@ -228,7 +75,7 @@ async def chat_stream(
     except BaseException:
         capacity.release()
         raise
-    stream = _Stream(run.session_id, subscription, capacity, settings, watchdog, telemetry)
+    stream = EventStream(run.session_id, subscription, capacity, settings, watchdog, telemetry)
     return stream.response(stream.events([], run.run_id))
 
 
@@ -275,7 +122,7 @@ async def session_stream(
             subscription.close()
         capacity.release()
         raise
-    stream = _Stream(session_id, subscription, capacity, settings, watchdog, telemetry)
+    stream = EventStream(session_id, subscription, capacity, settings, watchdog, telemetry)
     connected: dict[str, Any] = {"session_id": session_id, "active_run_id": active_run_id, "last_seq": last_seq}
     if resume is not None:
         connected["recovered"] = subscription.recovered

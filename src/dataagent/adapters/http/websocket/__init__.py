@@ -4,9 +4,9 @@ endpoint: the route (accept, auth, capacity); connection: one socket's reader an
 frames it acts on; frames: encoding and parsing; fastpath: the publisher-step write; watchdog: blocked sends.
 """
 
-from dataagent.adapters.http.websocket.connection import RAW_SEND_KEY, Connection, SocketSettings
+from dataagent.adapters.http.websocket.connection import Connection, SocketSettings
 from dataagent.adapters.http.websocket.endpoint import router
 from dataagent.adapters.http.websocket.frames import encode
 from dataagent.adapters.http.websocket.watchdog import SendWatchdog
 
-__all__ = ["RAW_SEND_KEY", "Connection", "SendWatchdog", "SocketSettings", "encode", "router"]
+__all__ = ["Connection", "SendWatchdog", "SocketSettings", "encode", "router"]

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from dataagent.adapters.http.codes import CLOSE_NOT_FOUND, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN
+from dataagent.adapters.http.middleware import RAW_SEND_KEY
 from dataagent.adapters.http.websocket import fastpath, handlers
 from dataagent.adapters.http.websocket.fastpath import RUN_STARTED
 from dataagent.adapters.http.websocket.frames import encode, error_frame, frame_text, local_frame, parse_after_seq
@@ -28,8 +29,6 @@ from dataagent.domain.errors import (
     SessionNotFoundError,
     StoreUnavailableError,
 )
-
-RAW_SEND_KEY = "dataagent.raw_send"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,7 @@ class Connection:
         self.telemetry: Telemetry = NO_TELEMETRY  # set by the endpoint
         self.tracing: Tracing = NO_TRACING  # set by the endpoint
         self.direct_frames = 0  # frames the fast path wrote since the writer last reported them
-        # The server's own ASGI send (see RawSendMiddleware): Starlette's WebSocket.send re-checks its state
+        # The server's own ASGI send (entrypoints/app.py, App): Starlette's WebSocket.send re-checks its state
         # machine and its exception wrapper tracks each message, ~12% of the CPU when streaming token frames.
         self._raw_send = websocket.scope.get(RAW_SEND_KEY) or websocket.send
         self._protocol: Any = fastpath.protocol_of(self._raw_send)
