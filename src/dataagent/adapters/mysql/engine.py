@@ -12,6 +12,7 @@ import asyncmy.errors
 from sqlalchemy import URL, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from dataagent.adapters.mysql.tables import json_dumps
 from dataagent.domain.errors import StoreUnavailableError
@@ -47,6 +48,7 @@ def build_engine(url: str | URL, options: EngineOptions) -> AsyncEngine:
         pool_timeout=options.pool_timeout_s,
         pool_recycle=options.pool_recycle_s,
         pool_pre_ping=True,
+        pool_reset_on_return=None,  # _rollback_if_open does it, when it is needed
         isolation_level="READ COMMITTED",
         json_serializer=json_dumps,
         connect_args={
@@ -57,7 +59,25 @@ def build_engine(url: str | URL, options: EngineOptions) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine, "do_connect", _utf8_password)
+    event.listen(engine.sync_engine, "reset", _rollback_if_open)
     return engine
+
+
+def _rollback_if_open(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """The pool's reset of a connection it gets back: a ROLLBACK only if a transaction is still open.
+
+    SQLAlchemy's own reset rolls back every connection returned after a commit (a round trip per transaction,
+    a quarter of the statements on an answer's path, docs/PERFORMANCE.md); the server's status flags, which
+    asyncmy keeps from each reply, say whether one is open. When they cannot be read, it rolls back.
+    """
+    if state.terminate_only or not state.asyncio_safe:
+        return  # the pool closes it (or cannot do I/O here): nothing is reused
+    try:
+        open_transaction = bool(dbapi_connection._connection.get_transaction_status())
+    except Exception:  # noqa: BLE001 - another driver or version: roll back as SQLAlchemy would
+        open_transaction = True
+    if open_transaction:
+        dbapi_connection.rollback()
 
 
 def _utf8_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
