@@ -163,6 +163,20 @@ async def test_list_sessions_is_the_principals_own_most_recent_first_then_by_id(
     assert await repo.list_sessions("carol", 10, 0) == ([], 0)
 
 
+async def test_count_sessions_is_the_principals_total_through_creates_and_both_kinds_of_delete(
+        repo: SessionRepository) -> None:
+    for sid, seconds in (("a", 1), ("b", 2), ("c", 50)):
+        await repo.get_or_create_session(new_session(sid, "alice", at(seconds)))
+    await repo.get_or_create_session(new_session("u", "alice", at(60), end_user="u1"))  # an end user's counts
+    await repo.get_or_create_session(new_session("a", "alice", at(70)))  # an existing id: not a new one
+    await repo.get_or_create_session(new_session("z", "bob", at(1)))
+    assert (await repo.count_sessions("alice"), await repo.count_sessions("bob")) == (4, 1)
+    assert await repo.count_sessions("alice") == (await repo.list_sessions("alice", 1, 0))[1]
+    assert await repo.delete_session("b") and not await repo.delete_session("b")
+    assert await repo.delete_idle_sessions(at(10), 10) in (["a", "z"], ["z", "a"])
+    assert [await repo.count_sessions(who) for who in ("alice", "bob", "carol")] == [2, 0, 0]
+
+
 async def test_run_state_is_recorded_and_cleared_and_touch_only_moves_forward(repo: SessionRepository) -> None:
     await repo.get_or_create_session(new_session("s1", when=at(10)))
     await repo.set_run_state("s1", active_run_id="run_1", pending_interrupt={"interrupt_id": "i"}, touched_at=at(20))

@@ -35,8 +35,7 @@ class Bounds:
         TooManySessionsError. (Counting after creating costs nothing on the path of an existing session; two
         sessions created at the same moment past the bound may both be refused, never both admitted.)"""
         limit = self.settings.max_sessions_per_principal
-        _, total = await self._repo.list_sessions(session.user_id, 1, 0)
-        if total <= limit:
+        if await self._repo.count_sessions(session.user_id) <= limit:
             return
         with contextlib.suppress(DataAgentError):
             await self._repo.delete_session(session.session_id)

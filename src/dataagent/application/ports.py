@@ -49,6 +49,10 @@ class SessionRepository(Protocol):
         and their total."""
         ...
 
+    async def count_sessions(self, user_id: str) -> int:
+        """How many sessions the principal holds (its end users' included): the bound on new sessions."""
+        ...
+
     async def set_run_state(
         self,
         session_id: str,

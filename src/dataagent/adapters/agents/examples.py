@@ -79,6 +79,8 @@ class Fts5ExampleFinder(ExampleFinder):
         except DataAgentError as exc:
             log.warning("verified queries not read (%s): this question gets no examples", exc.code)
             return []
+        if not self._queries:
+            return []
         match = " OR ".join(f'"{term}"' for term in terms)
         try:
             ranked = self._db.execute(

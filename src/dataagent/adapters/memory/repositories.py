@@ -29,6 +29,7 @@ class _Entry:
 class InMemorySessionRepository:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._owned: dict[str, set[str]] = {}  # user_id -> its session ids
         self._requests: dict[tuple[str, str], RequestRecord] = {}
 
     @staticmethod
@@ -47,7 +48,18 @@ class InMemorySessionRepository:
         if entry is not None:
             return self._copy(entry.session), False
         self._entries[session.session_id] = _Entry(self._copy(session))
+        self._owned.setdefault(session.user_id, set()).add(session.session_id)
         return self._copy(session), True
+
+    def _forget(self, session_id: str) -> bool:
+        entry = self._entries.pop(session_id, None)
+        if entry is None:
+            return False
+        owned = self._owned[entry.session.user_id]
+        owned.discard(session_id)
+        if not owned:
+            del self._owned[entry.session.user_id]
+        return True
 
     def attached(self, session_id: str) -> dict[str, Any] | None:
         """A dict that lives and dies with the session, for the stores beside this one (feedback); None if the
@@ -62,10 +74,13 @@ class InMemorySessionRepository:
     async def list_sessions(
         self, user_id: str, limit: int, offset: int, end_user: str | None = None
     ) -> tuple[list[Session], int]:
-        owned = [e.session for e in self._entries.values()
-                 if e.session.user_id == user_id and end_user in (None, e.session.end_user)]
+        owned = [e.session for e in (self._entries[sid] for sid in self._owned.get(user_id, ()))
+                 if end_user in (None, e.session.end_user)]
         owned.sort(key=lambda s: (s.last_active, s.session_id), reverse=True)
         return [self._copy(s) for s in owned[offset : offset + limit]], len(owned)
+
+    async def count_sessions(self, user_id: str) -> int:
+        return len(self._owned.get(user_id, ()))
 
     async def set_run_state(
         self,
@@ -96,7 +111,7 @@ class InMemorySessionRepository:
         return cleared
 
     async def delete_session(self, session_id: str) -> bool:
-        return self._entries.pop(session_id, None) is not None
+        return self._forget(session_id)
 
     async def append_message(
         self, message: Message, run_state: RunState | None = None, max_session_bytes: int | None = None
@@ -184,7 +199,7 @@ class InMemorySessionRepository:
             if e.session.last_active < idle_before and e.session.active_run_id is None
         ][:limit]
         for sid in idle:
-            del self._entries[sid]
+            self._forget(sid)
         return idle
 
     # -- idempotency keys and queued questions ----------------------------------------------------

@@ -122,10 +122,13 @@ class MySqlSessionRepository(RequestStore):
                 .order_by(sessions.c.last_active.desc(), sessions.c.session_id.desc())
                 .limit(limit).offset(offset)
             )
-            total = await conn.scalar(select(func.count()).select_from(sessions).where(whose))
-            return [rows.session_from(r) for r in page], int(total or 0)
+            return [rows.session_from(r) for r in page], await rows.count_sessions(conn, whose)
 
         return await transaction(self._engine, work, "list_sessions")
+
+    async def count_sessions(self, user_id: str) -> int:
+        whose = sessions.c.user_id == user_id
+        return await transaction(self._engine, lambda conn, _: rows.count_sessions(conn, whose), "count_sessions")
 
     async def set_run_state(
         self,

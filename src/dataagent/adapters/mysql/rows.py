@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dataagent.adapters.mysql.tables import json_text, messages, sessions, utc_naive
@@ -136,6 +136,10 @@ def decision_json(decision: Decision) -> Any:
 async def read_session(conn: AsyncConnection, session_id: str) -> Session | None:
     row = (await conn.execute(select(sessions).where(sessions.c.session_id == session_id))).first()
     return session_from(row) if row is not None else None
+
+
+async def count_sessions(conn: AsyncConnection, whose: ColumnElement[bool]) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(sessions).where(whose)) or 0)
 
 
 async def read_message(conn: AsyncConnection, session_id: str, message_id: str) -> Message | None:
