@@ -192,7 +192,7 @@ class Container(containers.DeclarativeContainer):
         mysql=providers.Singleton(MySqlAuditLog, mysql_engine),
     )
     audit_trail = providers.Singleton(AuditTrail, audit_log, clock, ids)
-    audit_service = providers.Factory(AuditService, audit_log, clock, settings.provided.audit_retention)
+    audit_service = providers.Singleton(AuditService, audit_log, clock, settings.provided.audit_retention)
 
     data_context = providers.Singleton(build_data_context, settings)  # one data source for the engine and catalog
     engine = providers.Singleton(build_engine, settings, data_context, audit_trail, telemetry, tracing)
@@ -223,20 +223,22 @@ class Container(containers.DeclarativeContainer):
         settings.provided.scopes_by_principal,
     )
 
-    socket_settings = providers.Factory(
+    # What routes are given (Provide[...]) is built once: a Factory rebuilt a service's whole graph on every
+    # request (some thirty provider calls per WebSocket connection); the services keep no per-request state.
+    socket_settings = providers.Singleton(
         SocketSettings,
         send_buffer=settings.provided.ws_send_buffer,
         max_frame_bytes=settings.provided.max_frame_bytes,
         send_timeout_s=settings.provided.ws_send_timeout,
     )
     socket_watchdog = providers.Singleton(SendWatchdog)
-    stream_settings = providers.Factory(
+    stream_settings = providers.Singleton(
         StreamSettings, keepalive_s=settings.provided.sse_keepalive, send_buffer=settings.provided.ws_send_buffer,
         send_timeout_s=settings.provided.ws_send_timeout,
     )
 
-    session_watch = providers.Factory(SessionWatch, repository=repository, broker=broker)
-    chat_service = providers.Factory(
+    session_watch = providers.Singleton(SessionWatch, repository=repository, broker=broker)
+    chat_service = providers.Singleton(
         ChatService,
         repository=repository,
         broker=broker,
@@ -258,16 +260,16 @@ class Container(containers.DeclarativeContainer):
         queue=run_queue,
         limits=limits,
     )
-    idempotent_chat = providers.Factory(
+    idempotent_chat = providers.Singleton(
         IdempotentChat, chat=chat_service, repository=repository, broker=broker, clock=clock
     )
-    session_service = providers.Factory(
+    session_service = providers.Singleton(
         SessionService, repository=repository, runs=run_manager, clock=clock, broker=broker, watch=session_watch
     )
-    feedback_service = providers.Factory(
+    feedback_service = providers.Singleton(
         FeedbackService, repository=repository, store=feedback_store, watch=session_watch, clock=clock
     )
-    verified_service = providers.Factory(
+    verified_service = providers.Singleton(
         VerifiedQueryService, repository=repository, store=verified_store, clock=clock, ids=ids
     )
     status_service = providers.Singleton(
