@@ -61,6 +61,7 @@ class Connection:
         self.settings = settings
         self.subscription: Subscription | None = None
         self.owned = False  # for delivery only: the session was ours at the last check (each run's start)
+        self.asked_runs: set[str] = set()  # runs this socket asked for, whose start was checked by the ask
         self.replay_floor: int | None = None  # seqs at and above it were sent (or are queued) to this socket
         self._released = False
         self.send_started: float | None = None  # while a send is in progress: when it began (for the watchdog)
@@ -160,7 +161,7 @@ class Connection:
                 for item in batch:  # the hot path: one frame per event, no extra coroutine layers
                     if not isinstance(item, str):
                         if not self.owned or item.event_type == RUN_STARTED:
-                            await self._claim_ownership()
+                            await self._claim_ownership(item.run_id)
                         item = encode(item)
                     await send({"type": "websocket.send", "text": item})
                 self.send_started = None
@@ -180,9 +181,13 @@ class Connection:
             subscription.direct = None
             self.report_frames()
 
-    async def _claim_ownership(self) -> None:
+    async def _claim_ownership(self, run_id: str | None) -> None:
         """At each run's start (and at the first event of a session that did not exist at connect): the session
-        must be ours, else SessionNotFoundError (the writer closes with 4404)."""
+        must be ours, else SessionNotFoundError (the writer closes with 4404). Not read again for a run this
+        socket asked for (the ask read the owner, and a run id is never reused): only for the runs of others."""
+        if self.owned and run_id in self.asked_runs:
+            self.asked_runs.discard(run_id)
+            return
         if not await self.is_ours():
             raise SessionNotFoundError()
 

@@ -83,12 +83,14 @@ async def on_chat(conn: Connection, subscription: Subscription, payload: dict[st
     message, metadata, strategy = payload.get("message"), payload.get("metadata"), payload.get("multitask_strategy")
     try:  # the service validates the message, the metadata and the strategy, and reads the owner
         if conn.requests is not None:
-            await conn.requests.start(conn.principal, key, message, conn.sid, metadata, strategy, route="ws_chat")
+            run = await conn.requests.start(conn.principal, key, message, conn.sid, metadata, strategy,
+                                            route="ws_chat")
         else:
-            await conn.chat.start(conn.principal, message, conn.sid, metadata, strategy)  # type: ignore[arg-type]
+            run = await conn.chat.start(conn.principal, message, conn.sid, metadata, strategy)  # type: ignore[arg-type]
     except SessionNotFoundError:
         _gone(subscription)
         return
+    conn.asked_runs.add(run.run_id)  # its run_started needs no second owner read: the ask read it
     conn.owned = True
 
 
