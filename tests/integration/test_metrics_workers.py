@@ -49,7 +49,7 @@ async def test_a_scrape_of_either_worker_adds_both_processes() -> None:
                 async with sockets_on_both_workers(server, KEY_A, ["mw-socket"], per_session=1):
                     samples = [await scrape_new_connection(server.base_url) for _ in range(SCRAPES)]
                     opened = value(samples[0], "dataagent_connections_opened_total", transport="ws")
-                    assert both_workers_hold_sockets(await health_counts(server), int(opened))
+                    assert both_workers_hold_sockets(await health_counts(server, samples=48), int(opened))
                 for m in samples:  # every scrape, whichever worker served it, holds both processes' values
                     assert value(m, "dataagent_answers_started_total") == CHATS
                     assert value(m, "dataagent_answers_ended_total", status="completed", reason="") == CHATS

@@ -21,6 +21,17 @@ pytestmark = pytest.mark.integration
 STREAM = make_settings(demo_chunks=50, demo_chunk_delay_ms=5)
 
 
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What the socket gives until `marker` has come (the head and the first chunk may come apart)."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def counting_direct_sends(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Record each direct attempt's outcome (the method itself is unchanged)."""
     outcomes: list[bool] = []
@@ -65,12 +76,11 @@ async def test_on_h11_the_same_events_go_through_the_streams_task(monkeypatch: p
 async def test_a_client_that_goes_away_mid_stream_frees_its_slot_at_once_and_the_run_goes_on(http: str) -> None:
     settings = make_settings(demo_chunks=100_000, demo_chunk_delay_ms=1)
     async with live_server(settings, http=http) as srv, srv.client() as c:
-        sock = socket.create_connection(("127.0.0.1", int(srv.base_url.rsplit(":", 1)[1])), timeout=10)
-        body = json.dumps({"message": "hi", "session_id": "gone"}).encode()
-        sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
-                     + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        assert b"event: run_started" in await asyncio.to_thread(sock.recv, 65536)
-        sock.close()
+        with socket.create_connection(("127.0.0.1", int(srv.base_url.rsplit(":", 1)[1])), timeout=10) as sock:
+            body = json.dumps({"message": "hi", "session_id": "gone"}).encode()
+            sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            assert b"event: run_started" in await asyncio.to_thread(read_until, sock, b"event: run_started")
         assert await wait_for_connections(srv, 0, timeout=5) == 0  # ended by the disconnect, not by the run's end
         await wait_for_active_run(c, "gone")
         assert (await c.post("/api/v1/chat/gone/cancel")).status_code == 200
