@@ -154,19 +154,15 @@ class EventStream:
         """What uvicorn's `send` does for a chunk, minus its wait for writability: False (the stream's task
         sends it) whenever that wait would be needed, the event is one the task checks (a run's start and end,
         another run's event), or anything is amiss. Never raises into the publisher."""
-        cycle = self._cycle
-        if isinstance(item, str):
-            text = item
-        elif item.event_type == _RUN_STARTED or item.event_type == _DONE or \
-                (self._run_id is not None and item.run_id != self._run_id):
+        if not isinstance(item, str) and (item.event_type == _RUN_STARTED or item.event_type == _DONE
+                                          or (self._run_id is not None and item.run_id != self._run_id)):
             return False
-        else:
-            text = sse_event(item)
+        cycle = self._cycle
         try:
             if cycle.disconnected or cycle.flow.write_paused or cycle.response_complete \
                     or not cycle.chunked_encoding:
-                return False
-            data = text.encode()
+                return False  # checked before encoding: the task encodes what it sends itself
+            data = (item if isinstance(item, str) else sse_event(item)).encode()
             cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
         except Exception:  # noqa: BLE001 - the connection is closing (or the server changed): the task's turn
             return False
