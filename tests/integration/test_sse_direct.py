@@ -6,43 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
 from httpx_sse import aconnect_sse
 
 from dataagent.adapters.http.event_stream import EventStream
-from tests.support import KEY_A, live_server, make_settings, wait_for_active_run, wait_for_connections
+from tests.integration.test_sse import read_until, stalled_stream
+from tests.support import live_server, make_settings, wait_for_active_run, wait_for_connections
 from tests.support.frames import assert_contiguous, kinds, stored_answer, text_of
+from tests.support.spies import record_results
 
 pytestmark = pytest.mark.integration
 
 STREAM = make_settings(demo_chunks=50, demo_chunk_delay_ms=5)
 
 
-def read_until(sock: socket.socket, marker: bytes) -> bytes:
-    """What the socket gives until `marker` has come (the head and the first chunk may come apart)."""
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def counting_direct_sends(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Record each direct attempt's outcome (the method itself is unchanged)."""
-    outcomes: list[bool] = []
-    send_now = EventStream._send_now
-
-    def spy(self: EventStream, item: Any) -> bool:
-        outcomes.append(send_now(self, item))
-        return outcomes[-1]
-
-    monkeypatch.setattr(EventStream, "_send_now", spy)
-    return outcomes
+    return record_results(monkeypatch, EventStream, "_send_now")
 
 
 async def one_streamed_answer(srv: Any, session_id: str) -> list[dict[str, Any]]:
@@ -76,10 +58,7 @@ async def test_on_h11_the_same_events_go_through_the_streams_task(monkeypatch: p
 async def test_a_client_that_goes_away_mid_stream_frees_its_slot_at_once_and_the_run_goes_on(http: str) -> None:
     settings = make_settings(demo_chunks=100_000, demo_chunk_delay_ms=1)
     async with live_server(settings, http=http) as srv, srv.client() as c:
-        with socket.create_connection(("127.0.0.1", int(srv.base_url.rsplit(":", 1)[1])), timeout=10) as sock:
-            body = json.dumps({"message": "hi", "session_id": "gone"}).encode()
-            sock.sendall(b"POST /api/v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY_A.encode()
-                         + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        with stalled_stream(srv, "gone") as sock:  # read here up to the run's start (the head may come alone)
             assert b"event: run_started" in await asyncio.to_thread(read_until, sock, b"event: run_started")
         assert await wait_for_connections(srv, 0, timeout=5) == 0  # ended by the disconnect, not by the run's end
         await wait_for_active_run(c, "gone")

@@ -9,6 +9,7 @@ import pytest
 
 from dataagent.adapters.http.websocket.connection import Connection
 from tests.support import live_server, make_settings, ws_connect
+from tests.support.spies import record_results
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +25,7 @@ async def one_answer(srv: Any, session_id: str) -> list[dict[str, Any]]:
 
 def counting_direct_sends(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Record each direct attempt's outcome (the method itself is unchanged)."""
-    outcomes: list[bool] = []
-    send_now = Connection._send_now
-
-    def spy(self: Connection, item: Any) -> bool:
-        outcomes.append(send_now(self, item))
-        return outcomes[-1]
-
-    monkeypatch.setattr(Connection, "_send_now", spy)
-    return outcomes
+    return record_results(monkeypatch, Connection, "_send_now")
 
 
 async def test_an_idle_socket_on_the_default_protocol_gets_its_frames_in_the_publishers_step(

@@ -1,5 +1,6 @@
 """Test support, by purpose: servers (in this process), processes (subprocess servers), wsclient (WebSocket
-clients and raw frames), polling (waiting on a condition). The old flat names are re-exported here."""
+clients and raw frames), polling (waiting on a condition), spies (results of a real method, recorded). The old
+flat names are re-exported here."""
 
 from tests.support.polling import (
     connections,
